@@ -1,0 +1,3 @@
+//! statelab: the lessons of stateful workloads on Kubernetes as one binary.
+
+pub mod server;

@@ -1,0 +1,90 @@
+//! Graceful shutdown. On SIGTERM: readiness fails at once, the server keeps serving for the
+//! drain delay (so the Service stops routing here first), then stops accepting and lets
+//! in-flight requests finish. Ctrl-C skips the drain delay: a person is waiting.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+/// Shared shutdown state: `draining` flips first, `stopped` is cancelled when the server
+/// stops accepting work.
+#[derive(Clone, Default)]
+pub struct Lifecycle {
+    draining: Arc<AtomicBool>,
+    stopped: CancellationToken,
+}
+
+impl Lifecycle {
+    pub fn new() -> Lifecycle {
+        Lifecycle::default()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Cancelled once the server stops accepting new requests.
+    pub fn stopped(&self) -> CancellationToken {
+        self.stopped.clone()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+async fn wait_for_signal() -> Signal {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler can be installed");
+    tokio::select! {
+        _ = term.recv() => Signal::Terminate,
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+    }
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    lifecycle: Lifecycle,
+    drain_delay: Duration,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<()> {
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain = lifecycle.clone();
+    let shutdown = async move {
+        let signal = wait_for_signal().await;
+        drain.start_draining();
+        tracing::info!(?signal, "shutdown requested; readiness now fails");
+        if matches!(signal, Signal::Terminate) && !drain_delay.is_zero() {
+            tokio::time::sleep(drain_delay).await;
+        }
+        tracing::info!("no longer accepting connections; finishing in-flight requests");
+        drain.stopped().cancel();
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    let server = tokio::spawn(async move { server.await });
+    let mut server = server;
+    tokio::select! {
+        result = &mut server => {
+            result??;
+        }
+        _ = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(shutdown_timeout).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within the shutdown timeout");
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
