@@ -14,14 +14,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Seed 000's guestbook: SQLite file by default (breaks when scaled), PostgreSQL as the fix
+    Guestbook(statelab::guestbook::Config),
+}
 
 fn main() -> ExitCode {
     // `.env` never overrides a variable that is already set: flag > env > .env > default.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
-    let result: anyhow::Result<ExitCode> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        match cli.command {
+            Command::Guestbook(c) => statelab::guestbook::run(c).await.map(|()| ExitCode::SUCCESS),
+        }
+    });
     match result {
         Ok(code) => code,
         Err(error) => {

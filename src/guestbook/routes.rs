@@ -1,0 +1,305 @@
+//! Thin handlers: validate, call the store, render. The page and the JSON API share the rules.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::store::{Message, Secret, Store, StoreError};
+use super::validate::{self, LIST_LIMIT_MAX};
+use crate::server::{ApiError, ApiJson, ApiQuery, Identity};
+
+pub struct Guestbook {
+    pub store: Store,
+    pub identity: Identity,
+    pub page_size: u32,
+}
+
+pub type Shared = State<Arc<Guestbook>>;
+
+impl Guestbook {
+    /// Stores a validated message and counts the outcome.
+    async fn write(&self, new: &validate::NewMessage) -> Result<Message, StoreError> {
+        let result = self.store.insert(new, self.identity.name()).await;
+        let outcome = match &result {
+            Ok(_) => "stored",
+            Err(StoreError::Locked) => "locked",
+            Err(StoreError::Closed) => "closed",
+            Err(_) => "error",
+        };
+        metrics::counter!("guestbook_writes_total", "result" => outcome).increment(1);
+        if matches!(result, Err(StoreError::Locked)) {
+            metrics::counter!("guestbook_lock_errors_total").increment(1);
+            tracing::warn!(replica = self.identity.name(), "write failed: database is locked");
+        }
+        result
+    }
+}
+
+// ---------- the HTML page ----------
+
+struct MessageView {
+    name: String,
+    message: String,
+    replica: String,
+    created_at: String,
+}
+
+impl From<Message> for MessageView {
+    fn from(m: Message) -> Self {
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        );
+        MessageView {
+            created_at: m.created_at.format(&format).unwrap_or_default(),
+            name: m.name,
+            message: m.message,
+            replica: m.replica,
+        }
+    }
+}
+
+struct Problem {
+    locked: bool,
+    title: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "guestbook.html")]
+struct Page {
+    replica: String,
+    backend: &'static str,
+    problem: Option<Problem>,
+    posted: Option<i64>,
+    form_name: String,
+    form_message: String,
+    secret: Secret,
+    messages: Vec<MessageView>,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    posted: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub struct SignForm {
+    name: String,
+    message: String,
+}
+
+pub async fn page(State(app): Shared, query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let posted = query.ok().and_then(|Query(q)| q.posted);
+    render(&app, StatusCode::OK, None, posted, "", "").await
+}
+
+pub async fn sign(State(app): Shared, form: Result<Form<SignForm>, FormRejection>) -> Response {
+    let Form(form) = match form {
+        Ok(form) => form,
+        Err(rejection) => {
+            let problem = Problem {
+                locked: false,
+                title: "The form could not be read".into(),
+                detail: rejection.body_text(),
+            };
+            return render(&app, rejection.status(), Some(problem), None, "", "").await;
+        }
+    };
+    let new = match validate::new_message(&form.name, &form.message) {
+        Ok(new) => new,
+        Err(reason) => {
+            let problem = Problem {
+                locked: false,
+                title: "Please check your message".into(),
+                detail: reason,
+            };
+            return render(&app, StatusCode::UNPROCESSABLE_ENTITY, Some(problem), None, &form.name, &form.message)
+                .await;
+        }
+    };
+    match app.write(&new).await {
+        // POST → redirect → GET: a reload never posts twice.
+        Ok(message) => Redirect::to(&format!("/?posted={}", message.id)).into_response(),
+        Err(error) => {
+            let (status, problem) = page_problem(&app, &error);
+            render(&app, status, Some(problem), None, &form.name, &form.message).await
+        }
+    }
+}
+
+fn page_problem(app: &Guestbook, error: &StoreError) -> (StatusCode, Problem) {
+    let replica = app.identity.name();
+    match error {
+        StoreError::Locked => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Problem {
+                locked: true,
+                title: "DATABASE IS LOCKED!".into(),
+                detail: format!(
+                    "Another replica was writing to the same SQLite file, so replica {replica} \
+                     could not take the write lock."
+                ),
+            },
+        ),
+        StoreError::Closed => (
+            StatusCode::FORBIDDEN,
+            Problem {
+                locked: false,
+                title: "The guestbook is closed".into(),
+                detail: "posting_open is false in the config table.".into(),
+            },
+        ),
+        StoreError::Unavailable(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Problem {
+                locked: false,
+                title: "The database is unavailable".into(),
+                detail: format!("Replica {replica} cannot reach its database: {reason}"),
+            },
+        ),
+        StoreError::Other(reason) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Problem {
+                locked: false,
+                title: "The database failed".into(),
+                detail: format!("Replica {replica}: {reason}"),
+            },
+        ),
+    }
+}
+
+async fn render(
+    app: &Guestbook,
+    mut status: StatusCode,
+    mut problem: Option<Problem>,
+    posted: Option<i64>,
+    form_name: &str,
+    form_message: &str,
+) -> Response {
+    let messages = match app.store.list(app.page_size, None).await {
+        Ok(messages) => messages,
+        Err(error) => {
+            if problem.is_none() {
+                let (s, p) = page_problem(app, &error);
+                status = s;
+                problem = Some(p);
+            }
+            Vec::new()
+        }
+    };
+    let secret = app.store.secret().await.unwrap_or(Secret {
+        value: None,
+        source: "the database (unreadable right now)",
+    });
+    let page = Page {
+        replica: app.identity.name().to_owned(),
+        backend: app.store.backend(),
+        problem,
+        posted,
+        form_name: form_name.to_owned(),
+        form_message: form_message.to_owned(),
+        secret,
+        messages: messages.into_iter().map(MessageView::from).collect(),
+    };
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+pub async fn stylesheet() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/guestbook.css"),
+    )
+}
+
+// ---------- the JSON API ----------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    limit: Option<u32>,
+    before_id: Option<i64>,
+}
+
+pub async fn list_messages(State(app): Shared, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(app.page_size);
+    if !(1..=LIST_LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIST_LIMIT_MAX}"
+        )));
+    }
+    let messages = app.store.list(limit, query.before_id).await.map_err(|e| api_error(&app, e))?;
+    let next_before_id = (messages.len() == limit as usize).then(|| messages.last().map(|m| m.id)).flatten();
+    Ok(ApiJson(json!({
+        "messages": messages,
+        "count": messages.len(),
+        "next_before_id": next_before_id,
+        "replica": app.identity.name(),
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    name: String,
+    message: String,
+}
+
+pub async fn post_message(State(app): Shared, ApiJson(body): ApiJson<PostMessage>) -> Result<Response, ApiError> {
+    let new = validate::new_message(&body.name, &body.message).map_err(ApiError::unprocessable)?;
+    let message = app.write(&new).await.map_err(|e| api_error(&app, e))?;
+    Ok((StatusCode::CREATED, ApiJson(message)).into_response())
+}
+
+fn api_error(app: &Guestbook, error: StoreError) -> ApiError {
+    let replica = app.identity.name();
+    match error {
+        StoreError::Locked => ApiError::unavailable("database is locked")
+            .with("replica", replica)
+            .with("stored", false)
+            .with(
+                "detail",
+                "another replica holds the SQLite write lock; the message was not stored",
+            ),
+        StoreError::Closed => ApiError::new(StatusCode::FORBIDDEN, error.to_string()).with("stored", false),
+        StoreError::Unavailable(_) => ApiError::unavailable(error.to_string())
+            .with("replica", replica)
+            .with("stored", false),
+        StoreError::Other(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+            .with("replica", replica)
+            .with("stored", false),
+    }
+}
+
+/// The seeds' style of health document.
+pub async fn health(State(app): Shared) -> Response {
+    let replica = app.identity.name();
+    let backend = app.store.backend();
+    match app.store.check().await {
+        Ok(()) => ApiJson(json!({
+            "status": "healthy", "database": "connected", "backend": backend, "replica": replica,
+        }))
+        .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiJson(json!({
+                "status": "unhealthy", "database": "disconnected", "backend": backend,
+                "replica": replica, "reason": error.to_string(),
+            })),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,109 @@
+//! Where messages live: one SQLite file (the anti-pattern) or PostgreSQL (the fix).
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::validate::NewMessage;
+
+pub mod postgres;
+pub mod sqlite;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Message {
+    pub id: i64,
+    pub name: String,
+    pub message: String,
+    pub replica: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds SQLite's write lock (SQLITE_BUSY).
+    #[error("database is locked")]
+    Locked,
+    /// An instructor closed the guestbook in the config table (`posting_open` = false).
+    #[error("the guestbook is closed for new messages")]
+    Closed,
+    /// The backend cannot be reached or its schema is not in place yet.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// Where the secret message shown on the page came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Secret {
+    pub value: Option<String>,
+    pub source: &'static str,
+}
+
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Newest first; `before_id` pages further back.
+    pub async fn list(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<Message>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.list(limit, before_id).await,
+            Store::Postgres(s) => s.list(limit, before_id).await,
+        }
+    }
+
+    pub async fn insert(&self, new: &NewMessage, replica: &str) -> Result<Message, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert(new, replica).await,
+            Store::Postgres(s) => s.insert(new, replica).await,
+        }
+    }
+
+    pub async fn secret(&self) -> Result<Secret, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.secret().await,
+            Store::Postgres(s) => Ok(s.secret()),
+        }
+    }
+
+    /// Whether the store can serve reads and writes right now.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.check().await,
+            Store::Postgres(s) => s.check().await,
+        }
+    }
+}
+
+/// SQLITE_BUSY and its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, BUSY_TIMEOUT) all end in 5.
+fn is_sqlite_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
+}
+
+fn classify(error: sqlx::Error) -> StoreError {
+    if is_sqlite_busy(&error) {
+        return StoreError::Locked;
+    }
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        other => StoreError::Other(other.to_string()),
+    }
+}

@@ -1,0 +1,227 @@
+//! One SQLite file shared by every replica. One process serialises its own writes through a
+//! single writer connection, so one replica never sees a lock error; several processes on the
+//! same file do, for the real reason (see `insert`).
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Connection;
+use time::OffsetDateTime;
+
+use super::{Message, Secret, StoreError, classify, is_sqlite_busy};
+use crate::guestbook::config::{JournalMode, SqliteBegin};
+use crate::guestbook::validate::NewMessage;
+
+const SECRET_KEY: &str = "secret_message";
+const POSTING_OPEN_KEY: &str = "posting_open";
+const DEFAULT_SECRET: &str =
+    "This secret was written into the database by the first replica that started.";
+
+pub struct SqliteStore {
+    /// Exactly one connection: this process's writes never contend with each other.
+    writer: SqlitePool,
+    readers: SqlitePool,
+    begin: SqliteBegin,
+    pub path: PathBuf,
+}
+
+pub struct SqliteSettings {
+    pub path: PathBuf,
+    pub begin: SqliteBegin,
+    pub busy_timeout: Duration,
+    pub journal_mode: JournalMode,
+}
+
+impl SqliteStore {
+    pub async fn open(settings: SqliteSettings, secret: Option<&str>) -> anyhow::Result<SqliteStore> {
+        if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&settings.path)
+            .create_if_missing(true)
+            .busy_timeout(settings.busy_timeout)
+            .journal_mode(journal_mode(settings.journal_mode));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", settings.path.display()))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.read_only(false))
+            .await?;
+        let store = SqliteStore {
+            writer,
+            readers,
+            begin: settings.begin,
+            path: settings.path,
+        };
+        store.migrate().await?;
+        store.seed_config(secret.unwrap_or(DEFAULT_SECRET)).await?;
+        Ok(store)
+    }
+
+    /// Replicas started at the same moment on an empty directory race to create the schema;
+    /// the loser sees "locked" or "already applied" and simply tries again.
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut migrator = sqlx::migrate!("migrations/guestbook/sqlite");
+        migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.writer).await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt < 40 => {
+                    attempt += 1;
+                    tracing::debug!(%error, attempt, "schema migration raced another replica; retrying");
+                    tokio::time::sleep(jitter(attempt)).await;
+                }
+                Err(error) => return Err(anyhow::anyhow!("schema migration failed: {error}")),
+            }
+        }
+    }
+
+    /// Seeds the config table once: existing values are never overwritten.
+    async fn seed_config(&self, secret: &str) -> anyhow::Result<()> {
+        let present: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM config WHERE key IN (?, ?)")
+            .bind(SECRET_KEY)
+            .bind(POSTING_OPEN_KEY)
+            .fetch_one(&self.readers)
+            .await?;
+        if present == 2 {
+            return Ok(()); // a restart writes nothing
+        }
+        let mut attempt = 0;
+        loop {
+            let result = sqlx::query(
+                "INSERT INTO config (key, value) VALUES (?, ?), (?, 'true') ON CONFLICT (key) DO NOTHING",
+            )
+            .bind(SECRET_KEY)
+            .bind(secret)
+            .bind(POSTING_OPEN_KEY)
+            .execute(&self.writer)
+            .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(error) if is_sqlite_busy(&error) && attempt < 40 => {
+                    attempt += 1;
+                    tokio::time::sleep(jitter(attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    pub async fn list(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<Message>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, name, message, replica, created_at FROM messages \
+             WHERE id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(classify)
+    }
+
+    /// The write transaction reads the guestbook's settings from the config table, then
+    /// inserts. Started `BEGIN` (deferred), the read takes a shared lock; if another process
+    /// already holds the write lock, SQLite cannot upgrade ours without risking deadlock and
+    /// answers SQLITE_BUSY at once, whatever the busy timeout. `BEGIN IMMEDIATE` takes the
+    /// write lock first and waits instead.
+    pub async fn insert(&self, new: &NewMessage, replica: &str) -> Result<Message, StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(classify)?;
+        let mut tx = match self.begin {
+            SqliteBegin::Deferred => conn.begin().await,
+            SqliteBegin::Immediate => conn.begin_with("BEGIN IMMEDIATE").await,
+        }
+        .map_err(classify)?;
+        let open: Option<String> = sqlx::query_scalar("SELECT value FROM config WHERE key = ?")
+            .bind(POSTING_OPEN_KEY)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(classify)?;
+        if open.as_deref() == Some("false") {
+            let _ = tx.rollback().await;
+            return Err(StoreError::Closed);
+        }
+        let created_at = OffsetDateTime::now_utc();
+        let inserted = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO messages (name, message, replica, created_at) VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&new.name)
+        .bind(&new.message)
+        .bind(replica)
+        .bind(created_at)
+        .fetch_one(&mut *tx)
+        .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(error) => {
+                let _ = tx.rollback().await;
+                return Err(classify(error));
+            }
+        };
+        tx.commit().await.map_err(classify)?;
+        Ok(Message {
+            id,
+            name: new.name.clone(),
+            message: new.message.clone(),
+            replica: replica.to_owned(),
+            created_at,
+        })
+    }
+
+    pub async fn secret(&self) -> Result<Secret, StoreError> {
+        let value: Option<String> = sqlx::query_scalar("SELECT value FROM config WHERE key = ?")
+            .bind(SECRET_KEY)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(classify)?;
+        Ok(Secret {
+            value,
+            source: "the database's config table (seeded once from GUESTBOOK_SECRET)",
+        })
+    }
+
+    pub async fn check(&self) -> Result<(), StoreError> {
+        if !self.path.exists() {
+            let shown = self.path.display();
+            return Err(StoreError::Unavailable(format!("{shown} no longer exists")));
+        }
+        sqlx::query("SELECT 1 FROM messages LIMIT 1")
+            .execute(&self.readers)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// `--database` may be a path or a sqlite:// URL.
+pub fn path_from(database: &str) -> PathBuf {
+    let trimmed = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    PathBuf::from_str(trimmed).unwrap_or_else(|_| PathBuf::from(trimmed))
+}
+
+fn journal_mode(mode: JournalMode) -> SqliteJournalMode {
+    match mode {
+        JournalMode::Delete => SqliteJournalMode::Delete,
+        JournalMode::Truncate => SqliteJournalMode::Truncate,
+        JournalMode::Persist => SqliteJournalMode::Persist,
+        JournalMode::Wal => SqliteJournalMode::Wal,
+    }
+}
+
+/// 5–50 ms, growing with the attempt, randomised so racing replicas spread out.
+fn jitter(attempt: u32) -> Duration {
+    let base = 5 * u64::from(attempt.min(10));
+    Duration::from_millis(base + rand::random_range(0..=base.max(5)))
+}

@@ -1,0 +1,418 @@
+//! The guestbook against real SQLite files, real PostgreSQL and real `statelab` processes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{self, Service, ServiceBuilder, TestDatabase};
+
+fn sqlite_replica(dir: &std::path::Path, name: &str) -> Service {
+    ServiceBuilder::new(&["guestbook"])
+        .env("DATA_DIR", dir)
+        .env("POD_NAME", name)
+        .start()
+}
+
+fn postgres_replica(url: &str, name: &str) -> Service {
+    ServiceBuilder::new(&["guestbook", "--database", url])
+        .env("POD_NAME", name)
+        .start()
+}
+
+/// Every message the service stored, following the `before_id` cursor.
+pub async fn all_messages(base: &Service) -> Vec<Value> {
+    let client = support::http();
+    let mut out = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let mut url = base.url("/api/messages?limit=1000");
+        if let Some(b) = before {
+            url.push_str(&format!("&before_id={b}"));
+        }
+        let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        let messages = page["messages"].as_array().unwrap().clone();
+        out.extend(messages);
+        match page["next_before_id"].as_i64() {
+            Some(next) => before = Some(next),
+            None => return out,
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+struct Outcome {
+    /// name → id, for every 201
+    stored: BTreeMap<String, i64>,
+    /// names answered 503 "database is locked"
+    locked: Vec<String>,
+    other: Vec<(String, u16, String)>,
+}
+
+/// Sends `count` unique POSTs spread round-robin over `replicas`, `concurrency` at a time.
+async fn post_many(replicas: &[&Service], count: usize, concurrency: usize) -> Outcome {
+    let client = support::http();
+    let urls: Vec<String> = replicas.iter().map(|r| r.url("/api/messages")).collect();
+    let results = futures::future::join_all((0..concurrency).map(|worker| {
+        let client = client.clone();
+        let urls = urls.clone();
+        async move {
+            let mut results = Vec::new();
+            let mut n = worker;
+            while n < count {
+                let name = format!("writer-{n}");
+                let url = &urls[n % urls.len()];
+                let response = client
+                    .post(url)
+                    .json(&json!({"name": name, "message": format!("message number {n}")}))
+                    .send()
+                    .await;
+                results.push(match response {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        (name, status, r.text().await.unwrap_or_default())
+                    }
+                    Err(e) => (name, 0, e.to_string()),
+                });
+                n += concurrency;
+            }
+            results
+        }
+    }))
+    .await;
+    let mut outcome = Outcome::default();
+    for (name, status, body) in results.into_iter().flatten() {
+        match status {
+            201 => {
+                let v: Value = serde_json::from_str(&body).unwrap();
+                outcome.stored.insert(name, v["id"].as_i64().unwrap());
+            }
+            503 if body.contains("database is locked") => outcome.locked.push(name),
+            _ => outcome.other.push((name, status, body)),
+        }
+    }
+    outcome
+}
+
+fn stored_names(messages: &[Value]) -> HashSet<String> {
+    messages
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn one_replica_never_locks_under_200_concurrent_posts() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = sqlite_replica(dir.path(), "guestbook-0");
+    replica.wait_ready().await;
+
+    let outcome = post_many(&[&replica], 200, 200).await;
+    assert!(outcome.other.is_empty(), "unexpected answers: {:?}", outcome.other);
+    assert!(outcome.locked.is_empty(), "one replica reported lock errors");
+    assert_eq!(outcome.stored.len(), 200);
+
+    let messages = all_messages(&replica).await;
+    assert_eq!(messages.len(), 200);
+    let names = stored_names(&messages);
+    assert!(outcome.stored.keys().all(|n| names.contains(n)));
+}
+
+#[tokio::test]
+async fn three_replicas_on_one_file_report_lock_errors_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Service> = (0..3)
+        .map(|i| sqlite_replica(dir.path(), &format!("guestbook-{i}")))
+        .collect();
+    for r in &replicas {
+        r.wait_ready().await;
+    }
+    let refs: Vec<&Service> = replicas.iter().collect();
+    let outcome = post_many(&refs, 600, 24).await;
+
+    assert!(outcome.other.is_empty(), "unexpected answers: {:?}", outcome.other);
+    assert!(
+        !outcome.locked.is_empty(),
+        "three replicas sharing one file must show lock errors"
+    );
+    assert_eq!(outcome.stored.len() + outcome.locked.len(), 600);
+
+    let messages = all_messages(&replicas[0]).await;
+    let names = stored_names(&messages);
+    assert_eq!(messages.len(), outcome.stored.len(), "exactly the acknowledged writes are stored");
+    for name in outcome.stored.keys() {
+        assert!(names.contains(name), "acknowledged {name} is missing");
+    }
+    for name in &outcome.locked {
+        assert!(!names.contains(name), "rejected {name} was stored anyway");
+    }
+    let served_by: HashSet<&str> = messages.iter().map(|m| m["replica"].as_str().unwrap()).collect();
+    assert!(served_by.len() > 1, "writes came from several replicas");
+
+    // A restarted replica keeps every stored row (nothing is wiped at startup).
+    let mut replicas = replicas;
+    replicas[2].kill();
+    replicas[2] = sqlite_replica(dir.path(), "guestbook-2");
+    replicas[2].wait_ready().await;
+    assert_eq!(all_messages(&replicas[2]).await.len(), outcome.stored.len());
+}
+
+#[tokio::test]
+async fn replicas_started_together_on_an_empty_directory_all_become_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Service> = (0..3)
+        .map(|i| {
+            ServiceBuilder::new(&["guestbook"])
+                .env("DATA_DIR", dir.path())
+                .env("POD_NAME", format!("guestbook-{i}"))
+                .env("GUESTBOOK_SECRET", format!("secret from replica {i}"))
+                .start()
+        })
+        .collect();
+    for r in &replicas {
+        r.wait_ready().await;
+    }
+    // Exactly one secret was seeded, and every replica shows that same one.
+    let client = support::http();
+    let mut secrets = HashSet::new();
+    for r in &replicas {
+        let page = client.get(r.url("/")).send().await.unwrap().text().await.unwrap();
+        let line = page.lines().find(|l| l.contains("id=\"secret\"")).unwrap().to_owned();
+        secrets.insert(line);
+    }
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert!(all_messages(&replicas[0]).await.is_empty(), "startup wrote no messages");
+}
+
+#[tokio::test]
+async fn postgres_replicas_never_lock_and_store_everything() {
+    let db = TestDatabase::create().await;
+    let replicas: Vec<Service> = (0..3)
+        .map(|i| postgres_replica(&db.url, &format!("guestbook-{i}")))
+        .collect();
+    for r in &replicas {
+        r.wait_ready().await;
+    }
+    let refs: Vec<&Service> = replicas.iter().collect();
+    let outcome = post_many(&refs, 600, 24).await;
+    assert!(outcome.other.is_empty(), "unexpected answers: {:?}", outcome.other);
+    assert!(outcome.locked.is_empty(), "PostgreSQL reported lock errors");
+    assert_eq!(outcome.stored.len(), 600);
+    let messages = all_messages(&replicas[1]).await;
+    assert_eq!(messages.len(), 600);
+
+    let health: Value = support::http()
+        .get(replicas[0].url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health,
+        json!({"status":"healthy","database":"connected","backend":"postgres","replica":"guestbook-0"})
+    );
+}
+
+#[tokio::test]
+async fn hostile_input_gets_the_right_4xx_and_nothing_is_stored_or_unescaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = sqlite_replica(dir.path(), "guestbook-0");
+    replica.wait_ready().await;
+    let client = support::http();
+    let api = replica.url("/api/messages");
+
+    let long = "x".repeat(10_000);
+    let huge = "x".repeat(20_000);
+    let json_cases: Vec<(&str, String, &str, u16)> = vec![
+        ("empty name", json!({"name":"","message":"hi"}).to_string(), "application/json", 422),
+        ("blank message", json!({"name":"a","message":"   "}).to_string(), "application/json", 422),
+        ("51-char name", json!({"name":"n".repeat(51),"message":"hi"}).to_string(), "application/json", 422),
+        ("10 kB message", json!({"name":"a","message":long}).to_string(), "application/json", 422),
+        ("20 kB body", json!({"name":"a","message":huge}).to_string(), "application/json", 413),
+        ("bell in name", json!({"name":"a\u{7}b","message":"hi"}).to_string(), "application/json", 422),
+        ("NUL in message", json!({"name":"a","message":"x\u{0}y"}).to_string(), "application/json", 422),
+        ("invalid JSON", "{\"name\": \"a\", ".to_owned(), "application/json", 400),
+        ("wrong content type", "name=a&message=b".to_owned(), "text/plain", 415),
+        ("missing field", json!({"name":"a"}).to_string(), "application/json", 422),
+        ("unknown field", json!({"name":"a","message":"b","admin":true}).to_string(), "application/json", 422),
+        ("number as name", json!({"name":5,"message":"b"}).to_string(), "application/json", 422),
+        ("array body", "[1,2]".to_owned(), "application/json", 422),
+    ];
+    for (case, body, content_type, expected) in &json_cases {
+        let response = client
+            .post(&api)
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), *expected, "case {case}");
+        let error: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(error["error"].is_string(), "case {case}: JSON error body, got {error}");
+    }
+
+    let form_cases: Vec<(&str, String, &str, u16)> = vec![
+        ("empty name", "name=&message=hi".into(), "application/x-www-form-urlencoded", 422),
+        ("10 kB message", format!("name=a&message={long}"), "application/x-www-form-urlencoded", 422),
+        ("control characters", "name=a%07&message=hi".into(), "application/x-www-form-urlencoded", 422),
+        ("missing field", "name=a".into(), "application/x-www-form-urlencoded", 422),
+        ("JSON to the form", json!({"name":"a","message":"b"}).to_string(), "application/json", 415),
+    ];
+    for (case, body, content_type, expected) in &form_cases {
+        let response = client
+            .post(replica.url("/"))
+            .header("content-type", *content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), *expected, "form case {case}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("id=\"error\""), "form case {case}: a visible message");
+        assert!(page.contains("not stored"), "form case {case}");
+    }
+    assert!(all_messages(&replica).await.is_empty(), "nothing rejected was stored");
+
+    // Markup and quotes are stored as typed and escaped once on the page.
+    let typed = "<script>alert('x')</script> & \"quotes\"";
+    let created = client
+        .post(&api)
+        .json(&json!({"name": "<b>bold</b>", "message": typed}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let stored = all_messages(&replica).await;
+    assert_eq!(stored[0]["message"], typed);
+    let page = client.get(replica.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("<script>alert"), "script tag unescaped on the page");
+    assert!(!page.contains("<b>bold</b>"));
+    assert!(page.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; &#34;quotes&#34;"));
+    assert!(!page.contains("&amp;#60;"), "no double escaping");
+
+    let bad_limit = client.get(format!("{api}?limit=100000")).send().await.unwrap();
+    assert_eq!(bad_limit.status().as_u16(), 400);
+    let bad_limit = client.get(format!("{api}?limit=abc")).send().await.unwrap();
+    assert_eq!(bad_limit.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn sigterm_under_load_keeps_every_acknowledged_write_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = ServiceBuilder::new(&["guestbook"])
+        .env("DATA_DIR", dir.path())
+        .env("POD_NAME", "guestbook-0")
+        .env("DRAIN_DELAY_MS", "300")
+        .start();
+    replica.wait_ready().await;
+    let url = replica.url("/api/messages");
+    let client = support::http();
+
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let client = client.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut failures = 0;
+                for n in 0.. {
+                    let name = format!("w{w}-{n}");
+                    let response = client
+                        .post(&url)
+                        .json(&json!({"name": name, "message": "during shutdown"}))
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status().as_u16() == 201 => acknowledged.push(name),
+                        _ => {
+                            failures += 1;
+                            if failures > 3 {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    replica.signal(libc::SIGTERM);
+    let code = tokio::task::spawn_blocking(move || {
+        let code = replica.wait_exit(Duration::from_secs(30));
+        (code, replica)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "exit status after SIGTERM");
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty());
+
+    let restarted = sqlite_replica(dir.path(), "guestbook-0");
+    restarted.wait_ready().await;
+    let names = stored_names(&all_messages(&restarted).await);
+    for name in &acknowledged {
+        assert!(names.contains(name), "{name} got a 201 but is not stored");
+    }
+}
+
+#[tokio::test]
+async fn page_posts_redirect_and_show_lock_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = sqlite_replica(dir.path(), "guestbook-0");
+    replica.wait_ready().await;
+    let client = support::http();
+
+    let response = client
+        .post(replica.url("/"))
+        .form(&[("name", "Ada"), ("message", "Hello from the form")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let page = client.get(replica.url(&location)).send().await.unwrap();
+    assert_eq!(page.headers()["x-served-by"], "guestbook-0");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("Hello from the form"));
+    assert!(page.contains("stored."));
+
+    // Another process holds the write lock: the page shows the red box, 503, nothing stored.
+    let _lock = hold_write_lock(&dir.path().join("database.db")).await;
+    let response = client
+        .post(replica.url("/"))
+        .form(&[("name", "Bob"), ("message", "blocked")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("DATABASE IS LOCKED!"));
+    assert!(page.contains("guestbook-0"));
+    drop(_lock);
+    let names = stored_names(&all_messages(&replica).await);
+    assert!(!names.contains("Bob"));
+
+    let metrics = client.get(replica.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("guestbook_lock_errors_total 1"), "{metrics}");
+    assert!(metrics.contains("route=\"/\""));
+}
+
+/// Takes SQLite's write lock from outside the service, as another replica mid-write would.
+pub async fn hold_write_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE; INSERT INTO config (key, value) VALUES ('lock holder', 'x')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
