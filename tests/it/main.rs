@@ -1,4 +1,5 @@
 //! The one integration-test binary: each module tests one service against real backends.
 
-mod support;
+mod browser;
 mod guestbook;
+mod support;
