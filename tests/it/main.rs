@@ -2,4 +2,5 @@
 
 mod browser;
 mod guestbook;
+mod manifests;
 mod support;

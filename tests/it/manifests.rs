@@ -1,0 +1,323 @@
+//! Cross-checks of deploy/k8s/ against each other and against the binary, for what schema
+//! validation cannot see: selectors that select, headless Services behind StatefulSets, ports
+//! that line up, probe paths the binary really serves, and commands that really exist.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_norway::Value;
+
+use crate::support::{self, ServiceBuilder};
+
+struct Object {
+    file: PathBuf,
+    value: Value,
+}
+
+impl Object {
+    fn kind(&self) -> &str {
+        self.value["kind"].as_str().unwrap_or("")
+    }
+    fn name(&self) -> &str {
+        self.value["metadata"]["name"].as_str().unwrap_or("")
+    }
+    fn namespace(&self) -> &str {
+        self.value["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+    }
+    fn lab(&self) -> String {
+        let parent = self.file.parent().unwrap();
+        parent.file_name().unwrap().to_string_lossy().into_owned()
+    }
+    fn id(&self) -> String {
+        format!("{}/{} in {}", self.kind(), self.name(), self.file.display())
+    }
+    fn pod_template(&self) -> Option<&Value> {
+        match self.kind() {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => {
+                Some(&self.value["spec"]["template"])
+            }
+            _ => None,
+        }
+    }
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().unwrap() != "exercise" {
+                yaml_files(&path, out);
+            }
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+}
+
+fn load_objects() -> Vec<Object> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    let mut files = Vec::new();
+    yaml_files(&root, &mut files);
+    files.sort();
+    let mut objects = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for document in serde_norway::Deserializer::from_str(&text) {
+            let value = Value::deserialize(document)
+                .unwrap_or_else(|e| panic!("{} does not parse: {e}", file.display()));
+            if value.is_mapping() {
+                objects.push(Object {
+                    file: file.clone(),
+                    value,
+                });
+            }
+        }
+    }
+    assert!(
+        !objects.is_empty(),
+        "no manifests found under {}",
+        root.display()
+    );
+    objects
+}
+
+fn labels(value: &Value) -> BTreeMap<String, String> {
+    value
+        .as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or("").to_owned(),
+                        v.as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn selects(selector: &BTreeMap<String, String>, pod_labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+}
+
+fn containers(template: &Value) -> Vec<&Value> {
+    let spec = &template["spec"];
+    let mut out: Vec<&Value> = Vec::new();
+    for key in ["initContainers", "containers"] {
+        if let Some(list) = spec[key].as_sequence() {
+            out.extend(list.iter());
+        }
+    }
+    out
+}
+
+/// Named and numeric container ports of a pod template.
+fn container_ports(template: &Value) -> Vec<(Option<String>, u64)> {
+    containers(template)
+        .iter()
+        .flat_map(|c| c["ports"].as_sequence().cloned().unwrap_or_default())
+        .map(|p| {
+            (
+                p["name"].as_str().map(str::to_owned),
+                p["containerPort"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+fn port_exists(port: &Value, ports: &[(Option<String>, u64)]) -> bool {
+    match port {
+        Value::Number(n) => ports.iter().any(|(_, p)| Some(*p) == n.as_u64()),
+        Value::String(name) => ports.iter().any(|(n, _)| n.as_deref() == Some(name)),
+        _ => false,
+    }
+}
+
+#[test]
+fn every_service_selects_pods_and_its_ports_exist() {
+    let objects = load_objects();
+    for service in objects.iter().filter(|o| o.kind() == "Service") {
+        let selector = labels(&service.value["spec"]["selector"]);
+        let pods: Vec<&Object> = objects
+            .iter()
+            .filter(|o| o.namespace() == service.namespace())
+            .filter(|o| {
+                o.pod_template()
+                    .is_some_and(|t| selects(&selector, &labels(&t["metadata"]["labels"])))
+            })
+            .collect();
+        assert!(!pods.is_empty(), "{} selects no pods", service.id());
+        for port in service.value["spec"]["ports"].as_sequence().unwrap() {
+            let target = if port["targetPort"].is_null() {
+                &port["port"]
+            } else {
+                &port["targetPort"]
+            };
+            for pod in &pods {
+                let ports = container_ports(pod.pod_template().unwrap());
+                assert!(
+                    port_exists(target, &ports),
+                    "{} targets port {target:?}, which {} does not expose",
+                    service.id(),
+                    pod.id()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_statefulset_names_a_headless_service_of_its_lab_that_selects_it() {
+    let objects = load_objects();
+    for set in objects.iter().filter(|o| o.kind() == "StatefulSet") {
+        let service_name = set.value["spec"]["serviceName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} has no serviceName", set.id()));
+        let service = objects
+            .iter()
+            .find(|o| {
+                o.kind() == "Service"
+                    && o.name() == service_name
+                    && o.namespace() == set.namespace()
+                    && o.lab() == set.lab()
+            })
+            .unwrap_or_else(|| panic!("{}: no Service {service_name} in its lab", set.id()));
+        assert_eq!(
+            service.value["spec"]["clusterIP"].as_str(),
+            Some("None"),
+            "{} must be headless",
+            service.id()
+        );
+        let pod_labels = labels(&set.value["spec"]["template"]["metadata"]["labels"]);
+        assert!(
+            selects(&labels(&service.value["spec"]["selector"]), &pod_labels),
+            "{} does not select the pods of {}",
+            service.id(),
+            set.id()
+        );
+        let selector = labels(&set.value["spec"]["selector"]["matchLabels"]);
+        assert!(
+            selects(&selector, &pod_labels),
+            "{} selector vs template labels",
+            set.id()
+        );
+    }
+}
+
+/// (object id, container args, probe paths with their ports)
+fn statelab_containers(objects: &[Object]) -> Vec<(String, Vec<String>, Vec<String>)> {
+    let mut out = Vec::new();
+    for object in objects {
+        let Some(template) = object.pod_template() else {
+            continue;
+        };
+        let ports = container_ports(template);
+        for container in containers(template) {
+            let image = container["image"].as_str().unwrap_or("");
+            if !image.starts_with("statelab:") {
+                continue;
+            }
+            let mut args: Vec<String> = Vec::new();
+            for key in ["command", "args"] {
+                for a in container[key].as_sequence().cloned().unwrap_or_default() {
+                    args.push(a.as_str().unwrap_or("").to_owned());
+                }
+            }
+            if args.first().map(String::as_str) == Some("statelab") {
+                args.remove(0);
+            }
+            let mut paths = Vec::new();
+            for probe in ["readinessProbe", "livenessProbe", "startupProbe"] {
+                let get = &container[probe]["httpGet"];
+                if get.is_null() {
+                    continue;
+                }
+                assert!(
+                    port_exists(&get["port"], &ports),
+                    "{}: {probe} port {:?} is not a container port",
+                    object.id(),
+                    get["port"]
+                );
+                paths.push(get["path"].as_str().unwrap_or("/").to_owned());
+            }
+            out.push((object.id(), args, paths));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_container_command_is_a_real_statelab_subcommand() {
+    let objects = load_objects();
+    for (id, args, _) in statelab_containers(&objects) {
+        assert!(
+            !args.is_empty(),
+            "{id}: the statelab image needs a subcommand"
+        );
+        let output = Command::new(support::process::binary())
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{id}: `statelab {}` is not a valid command: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_probe_path_is_served_by_the_binary() {
+    let objects = load_objects();
+    let client = support::http();
+    for (id, args, paths) in statelab_containers(&objects) {
+        if paths.is_empty() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Drop any --listen/--port from the manifest: the test picks a free loopback port.
+        let mut command: Vec<&str> = Vec::new();
+        let mut skip = false;
+        for a in &args {
+            if skip {
+                skip = false;
+                continue;
+            }
+            if a == "--listen" || a == "--port" {
+                skip = true;
+                continue;
+            }
+            if a.starts_with("--listen=") || a.starts_with("--port=") {
+                continue;
+            }
+            command.push(a);
+        }
+        let service = ServiceBuilder::new(&command)
+            .env("DATA_DIR", dir.path())
+            .current_dir(dir.path())
+            .start();
+        for path in paths {
+            let status = client
+                .get(service.url(&path))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_ne!(
+                status.as_u16(),
+                404,
+                "{id}: probe path {path} is not served"
+            );
+        }
+    }
+}
