@@ -596,3 +596,91 @@ async fn an_instructor_can_close_the_guestbook_in_the_config_table() {
     assert_eq!(response.status().as_u16(), 403);
     assert!(all_messages(&replica).await.is_empty());
 }
+
+#[tokio::test]
+async fn starts_before_postgres_reports_not_ready_and_recovers_on_its_own() {
+    let mut cluster = support::postgres::PrivateCluster::start();
+    let url = cluster.url("postgres");
+    cluster.stop();
+    let replica = postgres_replica(&url, "guestbook-0");
+    replica.wait_for("/healthz", Duration::from_secs(10)).await;
+    let client = support::http();
+    assert_eq!(
+        client
+            .get(replica.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        503
+    );
+    let health = client.get(replica.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "unhealthy");
+    assert_eq!(health["database"], "disconnected");
+    let post = client
+        .post(replica.url("/api/messages"))
+        .json(&json!({"name": "early", "message": "too soon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 503);
+
+    cluster.start_again();
+    replica.wait_ready().await;
+    let post = client
+        .post(replica.url("/api/messages"))
+        .json(&json!({"name": "later", "message": "now it works"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 201);
+}
+
+#[tokio::test]
+async fn configuration_precedence_is_flag_then_env_then_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "POD_NAME=from-dotenv\nGUESTBOOK_PAGE_SIZE=7\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let served_by = |service: &Service| {
+        let url = service.url("/healthz");
+        async move {
+            support::http().get(url).send().await.unwrap().headers()["x-served-by"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+
+    let from_file = ServiceBuilder::new(&["guestbook"])
+        .current_dir(dir.path())
+        .env("DATA_DIR", &data)
+        .env_remove("POD_NAME")
+        .start();
+    from_file.wait_ready().await;
+    assert_eq!(served_by(&from_file).await, "from-dotenv");
+    drop(from_file);
+
+    let from_env = ServiceBuilder::new(&["guestbook"])
+        .current_dir(dir.path())
+        .env("DATA_DIR", &data)
+        .env("POD_NAME", "from-env")
+        .start();
+    from_env.wait_ready().await;
+    assert_eq!(served_by(&from_env).await, "from-env");
+    drop(from_env);
+
+    let from_flag = ServiceBuilder::new(&["guestbook", "--pod-name", "from-flag"])
+        .current_dir(dir.path())
+        .env("DATA_DIR", &data)
+        .env("POD_NAME", "from-env")
+        .start();
+    from_flag.wait_ready().await;
+    assert_eq!(served_by(&from_flag).await, "from-flag");
+}

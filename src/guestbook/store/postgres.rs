@@ -54,7 +54,7 @@ impl PgStore {
                     Err(error) => {
                         tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "database not ready");
                         tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
+                        delay = (delay * 2).min(Duration::from_secs(2));
                     }
                 }
             }

@@ -38,6 +38,11 @@ impl ServiceBuilder {
         self
     }
 
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.command.env_remove(key);
+        self
+    }
+
     pub fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
         self.command.current_dir(dir);
         self
