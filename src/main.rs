@@ -14,14 +14,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Check Kubernetes manifests for the mistakes stateful workloads suffer from
+    Lint(statelab::lint::LintArgs),
+}
 
 fn main() -> ExitCode {
     // `.env` never overrides a variable that is already set: flag > env > .env > default.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
-    let result: anyhow::Result<ExitCode> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        match cli.command {
+            Command::Lint(args) => Ok(statelab::lint::run(args)),
+        }
+    });
     match result {
         Ok(code) => code,
         Err(error) => {
