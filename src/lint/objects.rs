@@ -137,7 +137,7 @@ resources! {
     PersistentVolume(core::PersistentVolume),
     Endpoints(core::Endpoints),
     LimitRange(core::LimitRange),
-    ResourceQuota(core::ResourceQuota),
+    Quota(core::ResourceQuota),
     Deployment(apps::Deployment),
     StatefulSet(apps::StatefulSet),
     DaemonSet(apps::DaemonSet),
@@ -400,10 +400,10 @@ fn normalize(value: &mut Value) {
                             }
                         }
                     }
-                } else if key.as_str() == Some("sizeLimit") {
-                    if let Value::Number(n) = v {
-                        *v = Value::String(n.to_string());
-                    }
+                } else if key.as_str() == Some("sizeLimit")
+                    && let Value::Number(n) = v
+                {
+                    *v = Value::String(n.to_string());
                 }
                 normalize(v);
             }

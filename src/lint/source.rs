@@ -246,10 +246,11 @@ impl<'a> Locator<'a> {
                 if !first && indent < node.col {
                     return None;
                 }
-                if (first || indent == node.col) && !self.is_dash_at(line, node.col) {
-                    if let Some(rest) = strip_key(self.text_at(line, node.col), key) {
-                        return Some(self.value_after_key(line, node.col, rest, node.end));
-                    }
+                if (first || indent == node.col)
+                    && !self.is_dash_at(line, node.col)
+                    && let Some(rest) = strip_key(self.text_at(line, node.col), key)
+                {
+                    return Some(self.value_after_key(line, node.col, rest, node.end));
                 }
             }
             line += 1;

@@ -48,10 +48,11 @@ pub fn check(objects: &[Object], out: &mut Findings) {
             .and_then(|s| s.service_name.as_deref())
             .filter(|n| !n.is_empty())
         else {
+            // The key's own line when it is there but empty, else `spec:`.
             out.add(
                 &STATEFULSET_SERVICE,
                 w.object,
-                &spec_path,
+                &name_path,
                 "no serviceName: the pods get no DNS names (<pod>.<service>)",
             );
             continue;
