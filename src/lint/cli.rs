@@ -8,10 +8,12 @@ use super::rules::{RULES, find};
 use super::{Options, lint_paths, output};
 
 /// Check Kubernetes manifests for the mistakes stateful workloads suffer from.
-///
-/// Exit status: 0 when nothing at or above --fail-on was found, 1 when something was, 2 when
-/// an input could not be read (or --explain names no rule).
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Exit status: 0 when nothing at or above --fail-on was found, 1 when \
+something was, 2 when an input could not be read (or --explain names no rule).\n\
+Suppress a rule on one object with the annotation statelab.dev/ignore: \"RULE: reason\"."
+)]
 pub struct LintArgs {
     /// Files and folders to check (folders: every *.yaml and *.yml below, except folders named
     /// `exercise`, hidden folders and Helm chart templates); `-` reads standard input, such as
@@ -68,12 +70,12 @@ pub fn run(args: LintArgs) -> ExitCode {
             return ExitCode::from(2);
         };
         println!(
-            "{} ({})\n\n{}\n\n{}\n\nFix: {}",
+            "{} ({})\n\n{}\n\n{}\n\n{}",
             rule.id,
             rule.severity.as_str(),
             rule.summary,
             wrap(rule.explanation),
-            wrap(rule.fix)
+            wrap(&format!("Fix: {}", rule.fix))
         );
         return ExitCode::SUCCESS;
     }

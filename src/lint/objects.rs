@@ -19,7 +19,7 @@ use serde_norway::Value;
 
 use super::Run;
 use super::rules::schema::{INVALID_YAML, SCHEMA_ERROR, UNKNOWN_FIELD};
-use super::source::{Locator, Path, Segment, Source, Span, split_documents};
+use super::source::{Locator, Path, Segment, Source, Span, indent_of, split_documents, strip_key};
 
 /// The annotation that silences a rule on one object: `"RULE: reason"`.
 pub const IGNORE_ANNOTATION: &str = "statelab.dev/ignore";
@@ -194,38 +194,40 @@ pub fn read_source(source: Arc<Source>, run: &mut Run) {
         let mut value: Value = match serde_norway::from_str(&text) {
             Ok(value) => value,
             Err(error) => {
-                // The error's own position counts from the document's first line.
-                let text_of_error = error.to_string();
-                let message = match text_of_error.rfind(" at line ") {
-                    Some(at) => &text_of_error[..at],
-                    None => &text_of_error,
-                };
-                let line = duplicate_key_line(&source, span, message)
-                    .or_else(|| error.location().map(|l| span.start + l.line()))
-                    .unwrap_or(span.start + 1);
-                if text.contains("{{") {
-                    run.skip(
-                        &source.name,
-                        Some(line),
-                        "a template, not YAML (`{{ }}`): lint the output of `helm template` instead",
-                    );
-                } else {
-                    let message = format!("this document is not valid YAML: {message}");
-                    run.findings
-                        .add_raw(&INVALID_YAML, &source.name, line, message);
-                }
+                not_yaml(&source, span, &text, &error, run);
                 continue;
             }
         };
         if let Err(error) = value.apply_merge() {
             let message = format!("this document's merge keys (`<<`) do not resolve: {error}");
+            let line = span.start + 1;
             run.findings
-                .add_raw(&INVALID_YAML, &source.name, span.start + 1, message);
+                .add_raw(&INVALID_YAML, &source.name, line, message);
             continue;
         }
         if !value.is_null() {
             read_value(&source, span, Path::root(), value, run);
         }
+    }
+}
+
+/// A document serde_norway cannot read: a template (skipped), or invalid YAML (a finding).
+fn not_yaml(source: &Source, span: Span, text: &str, error: &serde_norway::Error, run: &mut Run) {
+    // The error's own position counts from the document's first line: drop it from the text.
+    let full = error.to_string();
+    let message = full
+        .rfind(" at line ")
+        .map_or(full.as_str(), |at| &full[..at]);
+    let line = duplicate_key_line(source, span, message)
+        .or_else(|| error.location().map(|l| span.start + l.line()))
+        .unwrap_or(span.start + 1);
+    if text.contains("{{") {
+        let note = "a template, not YAML (`{{ }}`): lint the output of `helm template` instead";
+        run.skip(&source.name, Some(line), note);
+    } else {
+        let message = format!("this document is not valid YAML: {message}");
+        run.findings
+            .add_raw(&INVALID_YAML, &source.name, line, message);
     }
 }
 
@@ -240,11 +242,11 @@ fn duplicate_key_line(source: &Source, span: Span, message: &str) -> Option<usiz
     let mut first_indent = None;
     for i in span.start..span.end {
         let line = &source.lines[i];
-        let Some(indent) = crate::lint::source::indent_of(line) else {
+        let Some(indent) = indent_of(line) else {
             continue;
         };
         let text = line[indent..].trim_start_matches("- ");
-        if crate::lint::source::strip_key(text, key).is_some() {
+        if strip_key(text, key).is_some() {
             match first_indent {
                 None => first_indent = Some(indent),
                 Some(first) if first == indent => return Some(i + 1),

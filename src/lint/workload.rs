@@ -32,8 +32,11 @@ pub struct ContainerRef<'a> {
 /// What backs a volume a container mounts.
 #[derive(Debug)]
 pub enum Storage<'a> {
-    /// A StatefulSet claim template: one PVC per pod.
-    ClaimTemplate(&'a PersistentVolumeClaim),
+    /// A StatefulSet claim template (`volumeClaimTemplates[index]`): one PVC per pod.
+    ClaimTemplate {
+        index: usize,
+        claim: &'a PersistentVolumeClaim,
+    },
     /// A named PVC, shared by every pod that mounts it.
     Claim {
         claim_name: &'a str,
@@ -56,14 +59,14 @@ impl Storage<'_> {
 
     /// Whether the volume comes from a PVC (a claim template or a named claim).
     pub fn is_claim(&self) -> bool {
-        matches!(self, Storage::ClaimTemplate(_) | Storage::Claim { .. })
+        matches!(self, Storage::ClaimTemplate { .. } | Storage::Claim { .. })
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Storage::ClaimTemplate(t) => format!(
+            Storage::ClaimTemplate { claim, .. } => format!(
                 "claim template {}",
-                t.metadata.name.as_deref().unwrap_or("(unnamed)")
+                claim.metadata.name.as_deref().unwrap_or("(unnamed)")
             ),
             Storage::Claim { claim_name, .. } => format!("PVC {claim_name}"),
             Storage::HostPath(path) => format!("hostPath {path}"),
@@ -208,12 +211,13 @@ impl<'a> Workload<'a> {
     /// What backs the volume called `name`. Claim templates win over pod volumes of the same
     /// name, as in the StatefulSet controller.
     pub fn storage(&self, name: &str) -> Storage<'a> {
-        if let Some(template) = self
+        if let Some(index) = self
             .claim_templates
             .iter()
-            .find(|t| t.metadata.name.as_deref() == Some(name))
+            .position(|t| t.metadata.name.as_deref() == Some(name))
         {
-            return Storage::ClaimTemplate(template);
+            let claim = &self.claim_templates[index];
+            return Storage::ClaimTemplate { index, claim };
         }
         let Some(volume) = self.pod.volumes.iter().flatten().find(|v| v.name == name) else {
             return Storage::Missing;

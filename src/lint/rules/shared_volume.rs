@@ -9,6 +9,7 @@ use crate::lint::image;
 use crate::lint::objects::{Object, Resource};
 use crate::lint::report::{Rule, Severity};
 use crate::lint::rules::Findings;
+use crate::lint::source::Path;
 use crate::lint::workload::{Storage, Workload, workloads};
 
 pub const RWX_DATABASE_VOLUME: Rule = Rule {
@@ -47,9 +48,10 @@ fn is_rwx(claim: &PersistentVolumeClaim) -> bool {
         .is_some_and(|modes| modes.iter().any(|m| m == "ReadWriteMany"))
 }
 
-fn database_on_shared_volume<'a>(
+/// A database container whose data volume other pods can open too.
+fn database_on_shared_volume(
     objects: &[Object],
-    w: &Workload<'a>,
+    w: &Workload,
     out: &mut Findings,
     reported: &mut HashSet<String>,
 ) {
@@ -63,57 +65,47 @@ fn database_on_shared_volume<'a>(
         for (k, mount) in c.container.volume_mounts.iter().flatten().enumerate() {
             let mount_path = c.path.key("volumeMounts").index(k);
             let (shared, path) = match w.storage(&mount.name) {
-                Storage::ClaimTemplate(template) => {
-                    let index = w
-                        .claim_templates
-                        .iter()
-                        .position(|t| std::ptr::eq(t, template));
-                    let path = index.map(|i| {
-                        crate::lint::source::Path::root()
-                            .key("spec")
-                            .key("volumeClaimTemplates")
-                            .index(i)
-                            .key("spec")
-                            .key("accessModes")
-                    });
+                Storage::ClaimTemplate { index, claim } if is_rwx(claim) => {
+                    let modes = Path::root()
+                        .key("spec")
+                        .key("volumeClaimTemplates")
+                        .index(index)
+                        .key("spec")
+                        .key("accessModes");
                     (
-                        is_rwx(template)
-                            .then(|| format!("claim template {} is ReadWriteMany", mount.name)),
-                        path.unwrap_or(mount_path),
+                        format!("claim template {} is ReadWriteMany", mount.name),
+                        modes,
                     )
                 }
-                Storage::Claim { claim_name, .. } => {
-                    let rwx = objects.iter().any(|o| {
-                        o.name == claim_name
-                            && o.same_namespace(w.object)
-                            && matches!(&o.resource, Resource::PersistentVolumeClaim(pvc) if is_rwx(pvc))
-                    });
-                    (
-                        rwx.then(|| format!("PVC {claim_name} is ReadWriteMany")),
-                        mount_path,
-                    )
+                Storage::Claim { claim_name, .. } if is_rwx_claim(objects, w, claim_name) => {
+                    (format!("PVC {claim_name} is ReadWriteMany"), mount_path)
                 }
                 Storage::NetworkFilesystem(kind) => (
-                    Some(format!(
-                        "volume {} is {kind}, shared by every pod",
-                        mount.name
-                    )),
+                    format!("volume {} is {kind}, shared by every pod", mount.name),
                     mount_path,
                 ),
-                _ => (None, mount_path),
+                _ => continue,
             };
-            if let Some(shared) = shared {
-                reported.insert(mount.name.clone());
-                let message = format!(
-                    "{reference} keeps its data at {} and {shared}: a second database process can open the same files",
-                    mount.mount_path
-                );
-                out.add(&RWX_DATABASE_VOLUME, w.object, &path, message);
-            }
+            reported.insert(mount.name.clone());
+            let message = format!(
+                "{reference} keeps its data at {} and {shared}: a second database process can open the same files",
+                mount.mount_path
+            );
+            out.add(&RWX_DATABASE_VOLUME, w.object, &path, message);
         }
     }
 }
 
+/// Whether the PVC named `claim_name`, among the inputs, is ReadWriteMany.
+fn is_rwx_claim(objects: &[Object], w: &Workload, claim_name: &str) -> bool {
+    objects.iter().any(|o| {
+        o.name == claim_name
+            && o.same_namespace(w.object)
+            && matches!(&o.resource, Resource::PersistentVolumeClaim(pvc) if is_rwx(pvc))
+    })
+}
+
+/// Several replicas of a Deployment writing one file-backed volume (seed 000).
 fn replicas_sharing_files(w: &Workload, out: &mut Findings, reported: &HashSet<String>) {
     let replicas = w.replicas.unwrap_or(1);
     if !matches!(w.kind(), "Deployment" | "ReplicaSet") || replicas < 2 {
