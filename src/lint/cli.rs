@@ -86,8 +86,8 @@ pub fn run(args: LintArgs) -> ExitCode {
     let report = lint_paths(&args.paths, &options);
     match args.format {
         Format::Human => print!("{}", output::human(&report)),
-        Format::Json => println!("{:#}", output::json(&report)),
-        Format::Sarif => println!("{:#}", output::sarif(&report)),
+        Format::Json => println!("{}", output::json(&report)),
+        Format::Sarif => println!("{}", output::sarif(&report)),
     }
     if args.format != Format::Human {
         for note in &report.unreadable {

@@ -5,7 +5,9 @@ use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use super::report::{Report, Severity};
+use serde::Serialize;
+
+use super::report::{Finding, Note, Report, Severity};
 use super::rules::RULES;
 
 /// `file:line: severity[rule] object: message`, the fix below it, then skipped inputs and a
@@ -54,21 +56,38 @@ pub fn human(report: &Report) -> String {
 }
 
 /// `{"findings": [{rule, severity, file, line, object, message, fix}], "summary": {...},
-/// "skipped": [...], "unreadable": [...]}`
-pub fn json(report: &Report) -> Value {
-    json!({
-        "findings": report.findings,
-        "summary": {
-            "errors": report.count(Severity::Error),
-            "warnings": report.count(Severity::Warning),
-            "infos": report.count(Severity::Info),
-            "suppressed": report.suppressed,
-            "files": report.files,
-            "objects": report.objects,
+/// "skipped": [...], "unreadable": [...]}`, keys in that order.
+pub fn json(report: &Report) -> String {
+    #[derive(Serialize)]
+    struct Summary {
+        errors: usize,
+        warnings: usize,
+        infos: usize,
+        suppressed: usize,
+        files: usize,
+        objects: usize,
+    }
+    #[derive(Serialize)]
+    struct Json<'a> {
+        findings: &'a [Finding],
+        summary: Summary,
+        skipped: &'a [Note],
+        unreadable: &'a [Note],
+    }
+    let json = Json {
+        findings: &report.findings,
+        summary: Summary {
+            errors: report.count(Severity::Error),
+            warnings: report.count(Severity::Warning),
+            infos: report.count(Severity::Info),
+            suppressed: report.suppressed,
+            files: report.files,
+            objects: report.objects,
         },
-        "skipped": report.skipped,
-        "unreadable": report.unreadable,
-    })
+        skipped: &report.skipped,
+        unreadable: &report.unreadable,
+    };
+    serde_json::to_string_pretty(&json).expect("a report serializes")
 }
 
 fn sarif_level(severity: Severity) -> &'static str {
@@ -100,7 +119,7 @@ fn uri(file: &str) -> String {
 
 /// A SARIF 2.1.0 log with one run: every rule in the driver, one result per finding, and the
 /// skipped and unreadable inputs as tool execution notifications.
-pub fn sarif(report: &Report) -> Value {
+pub fn sarif(report: &Report) -> String {
     let rules: Vec<Value> = RULES
         .iter()
         .map(|rule| {
@@ -152,7 +171,7 @@ pub fn sarif(report: &Report) -> Value {
             json!({"level": level, "message": {"text": note.message}, "locations": [location]})
         })
         .collect();
-    json!({
+    let log = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
@@ -169,5 +188,6 @@ pub fn sarif(report: &Report) -> Value {
             }],
             "results": results,
         }],
-    })
+    });
+    serde_json::to_string_pretty(&log).expect("a SARIF log serializes")
 }
