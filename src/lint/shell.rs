@@ -108,7 +108,7 @@ pub fn heredoc(script: &str) -> Option<&str> {
         let word = after
             .trim_start_matches('-')
             .trim_start()
-            .trim_matches(|c| c == '\'' || c == '"');
+            .trim_start_matches(['\'', '"']);
         let end = word
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .unwrap_or(word.len());
@@ -161,6 +161,10 @@ mod tests {
         );
         assert_eq!(heredoc("cat <<-END\n"), Some("<<-END"));
         assert_eq!(heredoc("grep x <<< \"$v\""), None);
+        assert_eq!(
+            heredoc("cat <<\"END\"\nx\nEND\necho 'done'"),
+            Some("<<\"END")
+        );
     }
 
     #[test]
