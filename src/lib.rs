@@ -1,4 +1,5 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
 pub mod guestbook;
+pub mod lint;
 pub mod server;

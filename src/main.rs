@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Seed 000's guestbook: SQLite file by default (breaks when scaled), PostgreSQL as the fix
     Guestbook(statelab::guestbook::Config),
+    /// Check Kubernetes manifests for the mistakes stateful workloads suffer from
+    Lint(statelab::lint::LintArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
             Command::Guestbook(c) => statelab::guestbook::run(c)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Lint(args) => Ok(statelab::lint::run(args)),
         }
     });
     match result {

@@ -2,5 +2,6 @@
 
 mod browser;
 mod guestbook;
+mod lint;
 mod manifests;
 mod support;

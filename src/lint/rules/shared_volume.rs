@@ -1,0 +1,143 @@
+//! Seed 001, mistake 6: "Wrong Access Mode for PVCs"; seed 000: the guestbook's SQLite file on
+//! one volume shared by every replica ("database is locked").
+
+use std::collections::HashSet;
+
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+use crate::lint::image;
+use crate::lint::objects::{Object, Resource};
+use crate::lint::report::{Rule, Severity};
+use crate::lint::rules::Findings;
+use crate::lint::source::Path;
+use crate::lint::workload::{Storage, Workload, workloads};
+
+pub const RWX_DATABASE_VOLUME: Rule = Rule {
+    id: "rwx-database-volume",
+    severity: Severity::Error,
+    summary: "a database on a ReadWriteMany volume, or a file-backed volume shared read-write by \
+        several replicas of a Deployment",
+    explanation: "\"Most databases can't handle multiple pods writing to the same volume \
+        simultaneously\" (seed 001, mistake 6): ReadWriteMany lets a second database process \
+        open the same data directory (a second replica, or the new pod of a rollout while the \
+        old one still runs), and both corrupt it, or the file locks that should prevent it do \
+        not work over network filesystems. The same goes for any file an application writes, \
+        when a Deployment's replicas share one read-write volume: the guestbook's SQLite file \
+        on one PVC works with one replica and fails with \"database is locked\" as soon as it is \
+        scaled (seed 000). Found: a database image mounting a ReadWriteMany claim (template) or \
+        a network filesystem, and a Deployment or ReplicaSet with more than one replica \
+        mounting a PVC, hostPath or network filesystem read-write.",
+    fix: "Give each database pod its own ReadWriteOnce volume (a StatefulSet's \
+        volumeClaimTemplates); move shared application state into a database server instead of \
+        a file on a shared volume.",
+};
+
+pub fn check(objects: &[Object], out: &mut Findings) {
+    for w in workloads(objects) {
+        let mut reported = HashSet::new();
+        database_on_shared_volume(objects, &w, out, &mut reported);
+        replicas_sharing_files(&w, out, &reported);
+    }
+}
+
+fn is_rwx(claim: &PersistentVolumeClaim) -> bool {
+    claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.access_modes.as_ref())
+        .is_some_and(|modes| modes.iter().any(|m| m == "ReadWriteMany"))
+}
+
+/// A database container whose data volume other pods can open too.
+fn database_on_shared_volume(
+    objects: &[Object],
+    w: &Workload,
+    out: &mut Findings,
+    reported: &mut HashSet<String>,
+) {
+    for c in w.app_containers() {
+        let Some(reference) = c.container.image.as_deref() else {
+            continue;
+        };
+        if image::database(reference).is_none() {
+            continue;
+        }
+        for (k, mount) in c.container.volume_mounts.iter().flatten().enumerate() {
+            let mount_path = c.path.key("volumeMounts").index(k);
+            let (shared, path) = match w.storage(&mount.name) {
+                Storage::ClaimTemplate { index, claim } if is_rwx(claim) => {
+                    let modes = Path::root()
+                        .key("spec")
+                        .key("volumeClaimTemplates")
+                        .index(index)
+                        .key("spec")
+                        .key("accessModes");
+                    (
+                        format!("claim template {} is ReadWriteMany", mount.name),
+                        modes,
+                    )
+                }
+                Storage::Claim { claim_name, .. } if is_rwx_claim(objects, w, claim_name) => {
+                    (format!("PVC {claim_name} is ReadWriteMany"), mount_path)
+                }
+                Storage::NetworkFilesystem(kind) => (
+                    format!("volume {} is {kind}, shared by every pod", mount.name),
+                    mount_path,
+                ),
+                _ => continue,
+            };
+            reported.insert(mount.name.clone());
+            let message = format!(
+                "{reference} keeps its data at {} and {shared}: a second database process can open the same files",
+                mount.mount_path
+            );
+            out.add(&RWX_DATABASE_VOLUME, w.object, &path, message);
+        }
+    }
+}
+
+/// Whether the PVC named `claim_name`, among the inputs, is ReadWriteMany.
+fn is_rwx_claim(objects: &[Object], w: &Workload, claim_name: &str) -> bool {
+    objects.iter().any(|o| {
+        o.name == claim_name
+            && o.same_namespace(w.object)
+            && matches!(&o.resource, Resource::PersistentVolumeClaim(pvc) if is_rwx(pvc))
+    })
+}
+
+/// Several replicas of a Deployment writing one file-backed volume (seed 000).
+fn replicas_sharing_files(w: &Workload, out: &mut Findings, reported: &HashSet<String>) {
+    let replicas = w.replicas.unwrap_or(1);
+    if !matches!(w.kind(), "Deployment" | "ReplicaSet") || replicas < 2 {
+        return;
+    }
+    let mut seen = HashSet::new();
+    for c in w.app_containers() {
+        for mount in c.container.volume_mounts.iter().flatten() {
+            let storage = w.storage(&mount.name);
+            let read_only = mount.read_only == Some(true)
+                || matches!(
+                    storage,
+                    Storage::Claim {
+                        read_only: true,
+                        ..
+                    }
+                );
+            if read_only
+                || !storage.is_persistent()
+                || reported.contains(&mount.name)
+                || !seen.insert(mount.name.clone())
+            {
+                continue;
+            }
+            let path = w.volume_path(&mount.name).unwrap_or_else(|| c.path.clone());
+            let message = format!(
+                "{replicas} replicas mount {} read-write at {}: several pods write the same files, \
+                 which breaks file locking (the guestbook's \"database is locked\")",
+                storage.describe(),
+                mount.mount_path
+            );
+            out.add(&RWX_DATABASE_VOLUME, w.object, &path, message);
+        }
+    }
+}
