@@ -14,14 +14,22 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Per-pod counter and visit counter whose state is a file on the pod's own volume
+    /// (seeds 002, 003, 004); `counter init` prepares the data directory
+    Counter(statelab::counter::CounterCommand),
+}
 
 fn main() -> ExitCode {
     // `.env` never overrides a variable that is already set: flag > env > .env > default.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
-    let result: anyhow::Result<ExitCode> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        match cli.command {
+            Command::Counter(c) => statelab::counter::main(c).await.map(|()| ExitCode::SUCCESS),
+        }
+    });
     match result {
         Ok(code) => code,
         Err(error) => {
