@@ -1,4 +1,5 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
 pub mod counter;
+pub mod demo;
 pub mod server;
