@@ -17,7 +17,7 @@ struct Cli {
 enum Command {
     /// Per-pod counter and visit counter whose state is a file on the pod's own volume
     /// (seeds 002, 003, 004); `counter init` prepares the data directory
-    Counter(statelab::counter::CounterCommand),
+    Counter(Box<statelab::counter::CounterCommand>),
     /// The lessons as one local command each, with real replicas on loopback ports
     #[command(subcommand)]
     Demo(statelab::demo::DemoCommand),
@@ -30,7 +30,9 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Counter(c) => statelab::counter::main(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Counter(c) => statelab::counter::main(*c)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Demo(c) => statelab::demo::run(c).await,
         }
     });

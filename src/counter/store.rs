@@ -201,10 +201,11 @@ impl CounterFile {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(&prefix) && name.ends_with(".tmp") {
-                if std::fs::remove_file(entry.path()).is_ok() {
-                    removed += 1;
-                }
+            if name.starts_with(&prefix)
+                && name.ends_with(".tmp")
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
             }
         }
         Ok(removed)

@@ -61,10 +61,8 @@ impl Replica {
         std::thread::spawn(move || {
             let mut port_tx = Some(port_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(port) = listening_port(&line) {
-                    if let Some(tx) = port_tx.take() {
-                        let _ = tx.send(port);
-                    }
+                if let (Some(port), Some(tx)) = (listening_port(&line), port_tx.take()) {
+                    let _ = tx.send(port);
                 }
                 if let Ok(mut logs) = sink.lock() {
                     logs.push(line);
@@ -105,10 +103,10 @@ impl Replica {
         let client = client();
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(response) = client.get(self.url("/ready")).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(response) = client.get(self.url("/ready")).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
