@@ -35,7 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "filesystem: $(df -PT "$WORK" | awk 'NR==2 {print $1" ("$2")"}'), ${SECONDS_PER_RUN}s per run"
+echo "filesystem: $(df -PT "$WORK" | awk 'NR==2 {print $1" ("$2")"}'), ${SECONDS_PER_RUN}s per run, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "(fsync latency depends on everything else writing to the disk: compare rows of one run only)"
 
 # --- the disk's own rates ------------------------------------------------------------------
 # dd: calibrate the count on a short run so the measured run lasts about SECONDS_PER_RUN.
@@ -118,6 +119,7 @@ for c in 1 16; do
         "$(ratio "${RATE[$c]}" "$DD_RATE")" "$(ratio "${RATE[$c]}" "$REPLACE_RATE")"
 done
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 for c in 1 16; do
     echo "$c connection(s): ${SENT[$c]} answered by wrk, counter grew by ${STORED[$c]}, mean increments per fsynced write ${BATCH[$c]}"
     # The count may exceed wrk's total by the requests still in flight when wrk stopped.

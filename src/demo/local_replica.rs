@@ -61,7 +61,9 @@ impl Replica {
         std::thread::spawn(move || {
             let mut port_tx = Some(port_tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let (Some(port), Some(tx)) = (listening_port(&line), port_tx.take()) {
+                if let Some(port) = listening_port(&line)
+                    && let Some(tx) = port_tx.take()
+                {
                     let _ = tx.send(port);
                 }
                 if let Ok(mut logs) = sink.lock() {
