@@ -39,17 +39,19 @@ echo "filesystem: $(df -PT "$WORK" | awk 'NR==2 {print $1" ("$2")"}'), ${SECONDS
 echo "(fsync latency depends on everything else writing to the disk: compare rows of one run only)"
 
 # --- the disk's own rates ------------------------------------------------------------------
-# dd: calibrate the count on a short run so the measured run lasts about SECONDS_PER_RUN.
+# Measured three times (before, between and after the server runs) and reported as the
+# median, because fsync latency moves with whatever else writes to the disk.
+BASE_SECONDS="${BENCH_BASELINE_SECONDS:-3}"
+dd if=/dev/zero of="$WORK/dd.bin" bs=1M count=16 conv=fsync status=none
 dd_rate() {
-    local count=$1 out
-    out=$(dd if=/dev/zero of="$WORK/dd.bin" bs=512 count="$count" oflag=dsync 2>&1 | tail -1)
-    # "... bytes copied, 1.234 s, ..." -> writes per second
-    echo "$out" | grep -o 'copied, [0-9.e+-]* s' | awk -v n="$count" '{printf "%.0f", n / $2}'
+    # 512-byte synchronous overwrites of already written blocks: one device flush each.
+    { timeout -s INT "$BASE_SECONDS" dd if=/dev/zero of="$WORK/dd.bin" bs=512 count=32768 \
+        oflag=dsync conv=notrunc || true; } 2>&1 | awk '/records out/ {split($1, r, "+"); n = r[1]}
+        /copied/ {match($0, /copied, [0-9.e+-]+ s/); split(substr($0, RSTART, RLENGTH), t, " ");
+        printf "%.0f", n / t[2]}'
 }
-probe=$(dd_rate 200)
-DD_RATE=$(dd_rate $(( probe * SECONDS_PER_RUN > 200 ? probe * SECONDS_PER_RUN : 200 )))
-
-REPLACE_RATE=$(python3 - "$WORK" "$SECONDS_PER_RUN" <<'PY'
+replace_rate() {
+    python3 - "$WORK" "$BASE_SECONDS" <<'PY'
 import os, sys, time
 work, seconds = sys.argv[1], float(sys.argv[2])
 path, tmp = os.path.join(work, "replace.txt"), os.path.join(work, ".replace.txt.tmp")
@@ -65,7 +67,15 @@ while time.monotonic() - start < seconds:
     n += 1
 print(round(n / (time.monotonic() - start)))
 PY
-)
+}
+DD_RATES=()
+REPLACE_RATES=()
+measure_disk() {
+    DD_RATES+=("$(dd_rate)")
+    REPLACE_RATES+=("$(replace_rate)")
+}
+median() { printf "%s\n" "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+range() { printf "%s\n" "$@" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}'; }
 
 # --- the server ------------------------------------------------------------------------------
 LOG="$WORK/server.log"
@@ -90,6 +100,7 @@ count() { curl -fsS "$BASE/count" | grep -o '"count":[0-9]*' | cut -d: -f2; }
 metric() { curl -fsS "$BASE/metrics" | awk -v m="$1" '$1 ~ "^"m"(\\{|$)" {s += $2} END {printf "%.0f", s}'; }
 
 declare -A RATE P99 SENT STORED BATCH
+measure_disk
 for c in 1 16; do
     before=$(count)
     updates_before=$(metric counter_updates_total)
@@ -107,19 +118,22 @@ for c in 1 16; do
     SENT[$c]=$(echo "$out" | awk '/requests in/ {print $1}')
     STORED[$c]=$(( after - before ))
     BATCH[$c]=$(awk -v u="$updates" -v w="$writes" 'BEGIN { printf "%.1f", (w ? u / w : 0) }')
+    measure_disk
 done
+DD_RATE=$(median "${DD_RATES[@]}")
+REPLACE_RATE=$(median "${REPLACE_RATES[@]}")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", (b ? 100 * a / b : 0) }'; }
 echo
 printf "%-48s %10s %9s %12s %14s\n" "what" "per second" "p99" "vs dd dsync" "vs replace loop"
-printf "%-48s %10s %9s %12s %14s\n" "disk: dd bs=512 oflag=dsync" "$DD_RATE" "" "100%" ""
-printf "%-48s %10s %9s %12s %14s\n" "disk: write+fsync+rename+dir fsync loop" "$REPLACE_RATE" "" "$(ratio "$REPLACE_RATE" "$DD_RATE")" "100%"
+printf "%-48s %10s %9s %12s %14s\n" "disk: dd bs=512 oflag=dsync (median of 3)" "$DD_RATE" "" "100%" ""
+printf "%-48s %10s %9s %12s %14s\n" "disk: write+fsync+rename+dir fsync (median of 3)" "$REPLACE_RATE" "" "$(ratio "$REPLACE_RATE" "$DD_RATE")" "100%"
 for c in 1 16; do
     printf "%-48s %10s %9s %12s %14s\n" "statelab POST /increment, $c connection(s)" "${RATE[$c]}" "${P99[$c]}" \
         "$(ratio "${RATE[$c]}" "$DD_RATE")" "$(ratio "${RATE[$c]}" "$REPLACE_RATE")"
 done
 echo
-echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "disk runs: dd dsync $(range "${DD_RATES[@]}")/s, atomic replace $(range "${REPLACE_RATES[@]}")/s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 for c in 1 16; do
     echo "$c connection(s): ${SENT[$c]} answered by wrk, counter grew by ${STORED[$c]}, mean increments per fsynced write ${BATCH[$c]}"
     # The count may exceed wrk's total by the requests still in flight when wrk stopped.
