@@ -188,7 +188,9 @@ async fn page(State(state): State<AppState>, method: Method) -> Response {
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, None, Some(e.to_string())),
     };
     let time = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
         .unwrap_or_default();
     let page = VisitsPage {
         pod_name: state.pod_name(),
