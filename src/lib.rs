@@ -1,5 +1,7 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
+pub mod counter;
+pub mod demo;
 pub mod guestbook;
 pub mod lint;
 pub mod server;

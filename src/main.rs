@@ -19,6 +19,12 @@ enum Command {
     Guestbook(statelab::guestbook::Config),
     /// Check Kubernetes manifests for the mistakes stateful workloads suffer from
     Lint(statelab::lint::LintArgs),
+    /// Per-pod counter and visit counter whose state is a file on the pod's own volume
+    /// (seeds 002, 003, 004); `counter init` prepares the data directory
+    Counter(Box<statelab::counter::CounterCommand>),
+    /// The lessons as one local command each, with real replicas on loopback ports
+    #[command(subcommand)]
+    Demo(statelab::demo::DemoCommand),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +38,10 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Lint(args) => Ok(statelab::lint::run(args)),
+            Command::Counter(c) => statelab::counter::main(*c)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Demo(c) => statelab::demo::run(c).await,
         }
     });
     match result {

@@ -1,0 +1,39 @@
+//! `statelab demo …`: each lesson as one local command. The demos start real child processes
+//! of this executable on free loopback ports and stop them by PID when done or interrupted.
+
+mod identity;
+mod local_replica;
+mod persistence;
+
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DemoCommand {
+    /// A counter replica killed with kill -9 and restarted on the same directory keeps its
+    /// count (also after `counter init` runs again)
+    Persistence(persistence::Args),
+    /// Two counter replicas with their own directories: separate counts, each response naming
+    /// its replica
+    Identity(identity::Args),
+}
+
+pub async fn run(command: DemoCommand) -> anyhow::Result<ExitCode> {
+    let demo = async move {
+        match command {
+            DemoCommand::Persistence(args) => persistence::run(args).await,
+            DemoCommand::Identity(args) => identity::run(args).await,
+        }
+    };
+    // Dropping the demo on Ctrl-C or SIGTERM drops its replicas, which kills them by PID.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = demo => result,
+        _ = tokio::signal::ctrl_c() => interrupted(),
+        _ = term.recv() => interrupted(),
+    }
+}
+
+fn interrupted() -> anyhow::Result<ExitCode> {
+    eprintln!("interrupted: every replica this demo started has been stopped");
+    Ok(ExitCode::from(130))
+}
