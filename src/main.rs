@@ -14,14 +14,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// JSON cache API over Redis with AOF persistence (seed 001, Section 2)
+    Cache(statelab::cache::Config),
+}
 
 fn main() -> ExitCode {
     // `.env` never overrides a variable that is already set: flag > env > .env > default.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
-    let result: anyhow::Result<ExitCode> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        match cli.command {
+            Command::Cache(c) => statelab::cache::run(c).await.map(|()| ExitCode::SUCCESS),
+        }
+    });
     match result {
         Ok(code) => code,
         Err(error) => {
