@@ -259,7 +259,10 @@ impl Store {
         .await
     }
 
-    /// `GET` and `PTTL` in one transaction, so the expiry shown belongs to the value shown.
+    /// `GET` and `PTTL` sent together in one round trip: the expiry is read right after the
+    /// value. (Not MULTI/EXEC: redis 1.8.1 panics in debug builds when Redis rejects MULTI
+    /// itself, e.g. with NOAUTH; and a transaction buys nothing here but a rare, harmless case:
+    /// a key deleted between the two reads is shown without its TTL.)
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         let key = self.redis_key(key);
         let (value, pttl): (Option<Vec<u8>>, i64) = self
@@ -267,7 +270,6 @@ impl Store {
                 let key = key.clone();
                 async move {
                     redis::pipe()
-                        .atomic()
                         .get(&key)
                         .pttl(&key)
                         .query_async(&mut conn)
