@@ -116,7 +116,10 @@ impl Config {
             None => {
                 let host = self.redis_host.trim();
                 if host.is_empty() {
-                    bail!("REDIS_HOST is empty");
+                    bail!(
+                        "REDIS_HOST is set but empty: set it to the stable DNS name of the Redis \
+                         pod (<pod-name>.<headless-service-name>), or unset it"
+                    );
                 }
                 ConnectionAddr::Tcp(host.to_owned(), self.redis_port)
                     .into_connection_info()
