@@ -212,6 +212,39 @@ async fn starts_while_redis_is_down_and_becomes_ready_when_it_appears() {
     assert_eq!(body, json!({"key": "k", "value": "v", "status": "stored"}));
 }
 
+/// A Redis that accepts connections but never answers (hung, or a black hole) costs a request
+/// REDIS_TIMEOUT_MS and a 503, never a hang.
+#[tokio::test]
+async fn a_redis_that_never_answers_gets_a_503_not_a_hang() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // accepted, never answered
+        }
+    });
+    let dir = tempfile::tempdir().unwrap(); // no .env there
+    let api = ServiceBuilder::new(&["cache"])
+        .current_dir(dir.path())
+        .env("REDIS_HOST", "127.0.0.1")
+        .env("REDIS_PORT", port.to_string())
+        .env("REDIS_TIMEOUT_MS", "300")
+        .start();
+    let client = http(); // gives up after 30 s: a hang fails the test
+    for path in ["/cache/k", "/cache", "/health", "/readyz"] {
+        let (status, body) = send_json(client.get(api.url(path))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        let text = body.to_string();
+        assert!(
+            text.contains("did not answer within 300 ms"),
+            "{path}: {text}"
+        );
+    }
+    let (status, body) = send_json(client.post(api.url("/cache/k/v"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
 /// Every kind of bad input gets a JSON 4xx that says what is wrong, and writes nothing.
 #[tokio::test]
 async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
