@@ -133,9 +133,13 @@ impl Config {
         {
             settings = settings.set_password(password);
         }
-        let info = info
-            .set_redis_settings(settings)
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        // TCP_USER_TIMEOUT: if Redis vanishes without closing the connection (its node died),
+        // the kernel drops the connection once sent data stays unacknowledged this long, and
+        // the connection manager dials again (DNS included, so it finds the new pod's IP).
+        let tcp = redis::io::tcp::TcpSettings::default()
+            .set_nodelay(true)
+            .set_user_timeout(Duration::from_secs(10));
+        let info = info.set_redis_settings(settings).set_tcp_settings(tcp);
         let target = match info.addr() {
             ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
                 RedisTarget {
