@@ -46,6 +46,23 @@ async fn send_json(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
     (status, value)
 }
 
+/// Polls `/metrics` until it has the line `wanted` (the gauge follows Redis within a second).
+async fn wait_for_metric(api: &Service, wanted: &str) {
+    let client = http();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = send(client.get(api.url("/metrics"))).await;
+        if text.lines().any(|line| line == wanted) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/metrics never showed {wanted:?}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Step 2.7 of the seed, command by command, with the exact bodies it shows.
 #[tokio::test]
 async fn seed_walkthrough_gives_the_exact_shapes() {
@@ -138,7 +155,9 @@ async fn data_survives_a_redis_restart_and_the_api_reconnects_by_itself() {
     let (status, _) = send(client.post(api.url("/cache/session/abc123?ttl=3600"))).await;
     assert_eq!(status, StatusCode::OK);
 
+    wait_for_metric(&api, "cache_redis_up 1").await;
     redis.stop();
+    wait_for_metric(&api, "cache_redis_up 0").await;
     assert!(
         redis.data_dir().join("appendonlydir").is_dir(),
         "AOF is on: redis-server wrote appendonlydir"
@@ -166,6 +185,7 @@ async fn data_survives_a_redis_restart_and_the_api_reconnects_by_itself() {
 
     redis.start_again();
     api.wait_ready().await;
+    wait_for_metric(&api, "cache_redis_up 1").await;
     assert_eq!(api.pid(), pid, "the same API process, never restarted");
     assert_eq!(
         send(client.get(api.url("/cache/mykey"))).await,
