@@ -479,8 +479,20 @@ async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
     let (status, body) = send_json(client.get(api.url(&format!("/cache/{max_key}")))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["value"].as_str(), Some(max_value.as_str()));
+}
 
-    // A key that holds another Redis type under the prefix is a conflict, not a crash.
+/// What Redis refuses is reported as such, not as a crash or a 500: a key under the prefix that
+/// holds another Redis type is a 409; a full Redis (maxmemory reached, noeviction as in the
+/// StatefulSet) refuses writes with a 507 while reads go on.
+#[tokio::test]
+async fn redis_refusals_get_a_clear_status() {
+    let redis = TestRedis::start(true);
+    let api = start_ready(&redis, &[]).await;
+    let client = http();
+    let mut conn = redis_client(&redis);
+    let (status, _) = send(client.post(api.url("/cache/kept/value"))).await;
+    assert_eq!(status, StatusCode::OK);
+
     let _: () = redis::cmd("HSET")
         .arg("cache:ahash")
         .arg("f")
@@ -489,6 +501,27 @@ async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
         .unwrap();
     let (status, body) = send_json(client.get(api.url("/cache/ahash"))).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut conn)
+        .unwrap();
+    let (status, body) = send_json(client.post(api.url("/cache/more/data"))).await;
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("out of memory"),
+        "{body}"
+    );
+    let (status, body) = send_json(client.get(api.url("/cache/kept"))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// PUT carries values a path cannot (slashes, spaces, quotes, non-ASCII, newlines).
