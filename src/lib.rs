@@ -1,5 +1,6 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
+pub mod cache;
 pub mod counter;
 pub mod demo;
 pub mod guestbook;

@@ -25,6 +25,8 @@ enum Command {
     /// The lessons as one local command each, with real replicas on loopback ports
     #[command(subcommand)]
     Demo(statelab::demo::DemoCommand),
+    /// JSON cache API over Redis with AOF persistence (seed 001, Section 2)
+    Cache(statelab::cache::Config),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Demo(c) => statelab::demo::run(c).await,
+            Command::Cache(c) => statelab::cache::run(c).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
