@@ -14,14 +14,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Task queue producer API (seed 001, Section 3): POST /tasks, GET /tasks/{id}, /stats
+    Queue(statelab::queue::Config),
+    /// Task queue worker: claims tasks with a lease, runs them, retries with backoff
+    Worker(statelab::queue::WorkerConfig),
+}
 
 fn main() -> ExitCode {
     // `.env` never overrides a variable that is already set: flag > env > .env > default.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
-    let result: anyhow::Result<ExitCode> = runtime.block_on(async move { match cli.command {} });
+    let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
+        match cli.command {
+            Command::Queue(c) => statelab::queue::run(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Worker(c) => statelab::queue::run_worker(c)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+        }
+    });
     match result {
         Ok(code) => code,
         Err(error) => {
