@@ -7,6 +7,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use super::backend::Backend;
 use super::backend::postgres::PgBackend;
+use super::backend::redis::RedisBackend;
 use super::model::Retention;
 use crate::server::ServerArgs;
 
@@ -139,8 +140,8 @@ impl BackendArgs {
     }
 }
 
-fn open_redis(url: &str, _prefix: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    bail!("the Redis backend is not built yet ({url})")
+fn open_redis(url: &str, prefix: &str) -> anyhow::Result<Arc<dyn Backend>> {
+    Ok(Arc::new(RedisBackend::connect(url, prefix)?))
 }
 
 /// `statelab queue`: the producer API.

@@ -6,7 +6,7 @@
 //! attempt's result. Time always comes from the backend's clock, never the workers'.
 
 pub mod postgres;
-// redis: added next
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -193,12 +193,14 @@ impl PgBackend {
             TaskState::Queued => concat!(
                 "SELECT ",
                 task_columns!(),
-                " FROM queue_tasks WHERE state = 'queued' ORDER BY priority DESC, run_at, id LIMIT $1"
+                " FROM queue_tasks WHERE state = 'queued' \
+                 ORDER BY run_at > now(), priority DESC, run_at, id LIMIT $1"
             ),
             TaskState::Failed => concat!(
                 "SELECT ",
                 task_columns!(),
-                " FROM queue_tasks WHERE state = 'failed' ORDER BY priority DESC, run_at, id LIMIT $1"
+                " FROM queue_tasks WHERE state = 'failed' \
+                 ORDER BY run_at > now(), priority DESC, run_at, id LIMIT $1"
             ),
             TaskState::Running => concat!(
                 "SELECT ",

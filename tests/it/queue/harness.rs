@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use statelab::queue::backend::Backend;
 use statelab::queue::backend::postgres::PgBackend;
+use statelab::queue::backend::redis::RedisBackend;
 
 use crate::support::postgres::PrivateCluster;
 use crate::support::process::binary;
@@ -149,7 +150,7 @@ impl Store {
 }
 
 fn open_redis(url: &str) -> Arc<dyn Backend> {
-    unimplemented!("{url}")
+    Arc::new(RedisBackend::connect(url, "statelab:queue:").unwrap())
 }
 
 /// One HTTP client with keep-alive, for the many small requests of these tests.

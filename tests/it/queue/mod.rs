@@ -14,6 +14,14 @@ macro_rules! against_both_backends {
                 }
             )*
         }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::scenarios::$name(super::harness::Kind::Redis).await;
+                }
+            )*
+        }
     };
 }
 
