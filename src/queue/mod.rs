@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod model;
 pub mod routes;
 pub mod tasks;
