@@ -536,3 +536,31 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn backoff_doubles_per_attempt_with_jitter_and_stops_at_the_cap() {
+        for attempt in 1..=6u32 {
+            let ceiling = 100 * 2u64.pow(attempt - 1);
+            let samples: Vec<u64> = (0..200)
+                .map(|_| backoff_ms(attempt as i32, 100, 10_000))
+                .collect();
+            assert!(
+                samples.iter().all(|b| (ceiling / 2..=ceiling).contains(b)),
+                "attempt {attempt}: {samples:?}"
+            );
+            assert!(
+                samples.iter().any(|b| *b != samples[0]),
+                "jitter varies the delay"
+            );
+        }
+        for attempt in [8, 30, 1000, i32::MAX] {
+            let b = backoff_ms(attempt, 100, 10_000);
+            assert!((5_000..=10_000).contains(&b), "attempt {attempt}: {b}");
+        }
+        assert_eq!(backoff_ms(0, 0, 10_000), 0);
+    }
+}
