@@ -165,13 +165,15 @@ pub struct WorkerConfig {
     #[command(flatten)]
     pub backend: BackendArgs,
 
-    /// Tasks run at once by this process
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 64,
+    /// Tasks run at once (and leases held) by this process. The default suits many short or
+    /// waiting tasks on a small machine; a killed worker's tasks (at most this many) run again
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
 
-    /// Most tasks claimed in one round trip
-    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 64,
+    /// Most tasks claimed in one round trip (fewer, fuller commits: the backend's fsync is
+    /// what limits throughput)
+    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 128,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub batch_size: u32,
 

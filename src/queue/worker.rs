@@ -55,6 +55,9 @@ struct InFlight {
 
 type InFlightTable = Arc<Mutex<HashMap<i64, InFlight>>>;
 
+/// How long a busy worker waits for more free slots before claiming a small batch.
+const GATHER: Duration = Duration::from_millis(3);
+
 /// Runs a worker with the built-in task types until SIGTERM.
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     run_with(config, Registry::builtin()).await
@@ -215,6 +218,7 @@ impl Worker {
         let batch = self.config.batch_size as usize;
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         let mut error_delay = Duration::from_millis(100);
+        let mut backlog = false;
         loop {
             let first = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -230,11 +234,27 @@ impl Worker {
                     Err(_) => break,
                 }
             }
+            // With a backlog (the last claim came back full), wait a moment for more free
+            // slots rather than claiming a handful: fewer, fuller round trips.
+            if backlog && permits.len() < batch / 2 {
+                let gather = tokio::time::sleep(GATHER);
+                tokio::pin!(gather);
+                while permits.len() < batch {
+                    tokio::select! {
+                        _ = &mut gather => break,
+                        permit = slots.clone().acquire_owned() => match permit {
+                            Ok(permit) => permits.push(permit),
+                            Err(_) => break,
+                        },
+                    }
+                }
+            }
             let wanted = permits.len() as u32;
             match self.backend.claim(&self.id, wanted, self.lease).await {
                 Ok(tasks) => {
                     error_delay = Duration::from_millis(100);
                     let got = tasks.len();
+                    backlog = got as u32 == wanted;
                     if got > 0 {
                         metrics::counter!("queue_tasks_claimed_total").increment(got as u64);
                     }
@@ -253,6 +273,7 @@ impl Worker {
                 }
                 Err(error) => {
                     drop(permits);
+                    backlog = false;
                     metrics::counter!("queue_claim_errors_total").increment(1);
                     tracing::warn!(%error, retry_in_ms = error_delay.as_millis() as u64, "claim failed");
                     tokio::select! {
@@ -374,7 +395,14 @@ impl Worker {
                     }
                 }
             }
-            drop(slots);
+            // Freed together, so the claim loop sees them all at once and claims a full batch.
+            let mut slots = slots.into_iter();
+            if let Some(mut freed) = slots.next() {
+                for slot in slots {
+                    freed.merge(slot);
+                }
+                drop(freed);
+            }
         }
     }
 

@@ -347,9 +347,14 @@ impl PgBackend {
         }
         let (ids, attempts) = split(leases);
         let rows: Vec<(i64, i32)> = sqlx::query_as(
-            "UPDATE queue_tasks t SET lease_until = now() + $3 * interval '1 millisecond' \
-             FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt) \
-             WHERE t.id = u.id AND t.attempts = u.attempt AND t.state = 'running' \
+            "WITH held AS ( \
+                 SELECT t.id FROM queue_tasks t \
+                 JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET lease_until = now() + $3 * interval '1 millisecond' \
+             FROM held WHERE t.id = held.id \
              RETURNING t.id, t.attempts",
         )
         .bind(&ids)
@@ -372,12 +377,18 @@ impl PgBackend {
         let ids: Vec<i64> = done.iter().map(|c| c.lease.id).collect();
         let attempts: Vec<i32> = done.iter().map(|c| c.lease.attempt).collect();
         let results: Vec<String> = done.iter().map(|c| c.result.to_string()).collect();
-        // Fenced: only the attempt that holds the task may finish it.
+        // Fenced: only the attempt that holds the task may finish it. Rows are locked in id
+        // order, like every multi-row update here, so concurrent batches never deadlock.
         let accepted: Vec<(i64,)> = sqlx::query_as(
-            "UPDATE queue_tasks t SET state = 'done', result = u.result::jsonb, finished_at = now(), \
+            "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result)), \
+             held AS ( \
+                 SELECT t.id, u.result FROM queue_tasks t JOIN u ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET state = 'done', result = held.result::jsonb, finished_at = now(), \
                  lease_until = NULL, updated_at = now() \
-             FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result) \
-             WHERE t.id = u.id AND t.attempts = u.attempt AND t.state = 'running' \
+             FROM held WHERE t.id = held.id \
              RETURNING t.id",
         )
         .bind(&ids)
@@ -404,14 +415,20 @@ impl PgBackend {
         let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
         let backoffs: Vec<i64> = failures.iter().map(|f| f.backoff_ms as i64).collect();
         let rows: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE queue_tasks t SET \
+            "WITH held AS ( \
+                 SELECT t.id, u.error, u.backoff_ms FROM queue_tasks t \
+                 JOIN unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[]) AS u(id, attempt, error, backoff_ms) \
+                   ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET \
                  state = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN 'dead' ELSE 'failed' END, \
                  finished_at = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN now() END, \
                  run_at = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN t.run_at \
                                ELSE now() + u.backoff_ms * interval '1 millisecond' END, \
                  last_error = u.error, lease_until = NULL, updated_at = now() \
-             FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[]) AS u(id, attempt, error, backoff_ms) \
-             WHERE t.id = u.id AND t.attempts = u.attempt AND t.state = 'running' \
+             FROM held AS u WHERE t.id = u.id \
              RETURNING t.id, t.state",
         )
         .bind(&ids)
@@ -439,10 +456,15 @@ impl PgBackend {
         }
         let (ids, attempts) = split(leases);
         let result = sqlx::query(
-            "UPDATE queue_tasks t SET state = 'queued', attempt_base = t.attempt_base + 1, \
+            "WITH held AS ( \
+                 SELECT t.id FROM queue_tasks t \
+                 JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET state = 'queued', attempt_base = t.attempt_base + 1, \
                  lease_until = NULL, run_at = now(), updated_at = now() \
-             FROM unnest($1::bigint[], $2::int[]) AS u(id, attempt) \
-             WHERE t.id = u.id AND t.attempts = u.attempt AND t.state = 'running'",
+             FROM held WHERE t.id = held.id",
         )
         .bind(&ids)
         .bind(&attempts)

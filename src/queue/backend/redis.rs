@@ -515,8 +515,9 @@ fn view(id: i64, mut f: HashMap<String, String>) -> Result<TaskView, BackendErro
         .get("state")
         .and_then(|s| TaskState::parse(s))
         .ok_or_else(|| bad("state"))?;
-    let attempts = int(&f, "attempts")? as i32;
-    let attempt_base = int(&f, "attempt_base")? as i32;
+    // Counters start absent (0) to keep enqueueing cheap.
+    let attempts = int(&f, "attempts").unwrap_or(0) as i32;
+    let attempt_base = int(&f, "attempt_base").unwrap_or(0) as i32;
     let max_attempts = int(&f, "max_attempts")? as i32;
     Ok(TaskView {
         id,
@@ -527,7 +528,7 @@ fn view(id: i64, mut f: HashMap<String, String>) -> Result<TaskView, BackendErro
         attempts,
         max_attempts,
         attempts_left: (max_attempts - (attempts - attempt_base)).max(0),
-        requeued: int(&f, "requeued")? as i32,
+        requeued: int(&f, "requeued").unwrap_or(0) as i32,
         idempotency_key: f.remove("idempotency_key"),
         last_error: f.remove("last_error"),
         result: json(f.remove("result")),
@@ -541,7 +542,9 @@ fn view(id: i64, mut f: HashMap<String, String>) -> Result<TaskView, BackendErro
         created_at: time(&f, "created_at").ok_or_else(|| bad("created_at"))?,
         started_at: time(&f, "started_at"),
         finished_at: time(&f, "finished_at"),
-        updated_at: time(&f, "updated_at").ok_or_else(|| bad("updated_at"))?,
+        updated_at: time(&f, "updated_at")
+            .or_else(|| time(&f, "created_at"))
+            .ok_or_else(|| bad("updated_at"))?,
     })
 }
 

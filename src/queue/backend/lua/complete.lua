@@ -16,4 +16,5 @@ for i = 2, #ARGV, 3 do
     out[#out + 1] = 0
   end
 end
+flush()
 return out

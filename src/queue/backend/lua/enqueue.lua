@@ -23,9 +23,9 @@ for i = 0, n - 1 do
     local id = redis.call('INCR', p .. 'seq')
     local run_at = now + delay
     local k = tkey(id)
+    -- attempts, attempt_base and requeued start absent (0); updated_at absent = created_at.
     redis.call('HSET', k, 'type', kind, 'payload', payload, 'state', 'queued', 'priority', prio,
-      'attempts', 0, 'attempt_base', 0, 'max_attempts', maxa, 'requeued', 0,
-      'created_at', now, 'run_at', run_at, 'updated_at', now)
+      'max_attempts', maxa, 'created_at', now, 'run_at', run_at)
     if idem ~= '' then
       redis.call('SET', p .. 'idem:' .. idem, id)
       redis.call('HSET', k, 'idempotency_key', idem)
@@ -43,4 +43,5 @@ end
 if wake then
   redis.call('PUBLISH', p .. 'wake', '')
 end
+flush()
 return out

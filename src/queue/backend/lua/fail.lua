@@ -9,7 +9,7 @@ for i = 2, #ARGV, 4 do
     redis.call('HDEL', k, 'lease_until')
     redis.call('ZREM', p .. 'leases', id)
     count('running', -1)
-    if tonumber(v[1]) - tonumber(v[2]) >= tonumber(v[3]) then
+    if tonumber(v[1]) - (tonumber(v[2]) or 0) >= tonumber(v[3]) then
       redis.call('HSET', k, 'state', 'dead', 'last_error', err, 'finished_at', now, 'updated_at', now)
       redis.call('ZADD', p .. 'dead', now, id)
       count('dead', 1)
@@ -24,4 +24,5 @@ for i = 2, #ARGV, 4 do
     out[#out + 1] = 'fenced'
   end
 end
+flush()
 return out

@@ -21,4 +21,5 @@ for _, spec in ipairs({{'done', tonumber(ARGV[2])}, {'dead', tonumber(ARGV[3])}}
     pruned = pruned + 1
   end
 end
+flush()
 return {reaped[1], reaped[2], pruned}

@@ -14,12 +14,23 @@ local function fmt(n)
   return string.format('%d', n)
 end
 
+local task_prefix = p .. 'task:'
 local function tkey(id)
-  return p .. 'task:' .. id
+  return task_prefix .. id
 end
 
+-- Per-state counts change many times per script: add up here, write once with flush().
+local deltas = {}
 local function count(state, delta)
-  redis.call('HINCRBY', p .. 'counts', state, delta)
+  deltas[state] = (deltas[state] or 0) + delta
+end
+local function flush()
+  for state, delta in pairs(deltas) do
+    if delta ~= 0 then
+      redis.call('HINCRBY', p .. 'counts', state, delta)
+    end
+  end
+  deltas = {}
 end
 
 -- True when this attempt holds the task: the fencing check of every acknowledgement.
@@ -55,7 +66,7 @@ local function reap(now, limit)
       local err = 'lease expired: worker ' .. (v[5] or '?') .. ' stopped renewing it during attempt ' .. v[1]
       redis.call('HDEL', k, 'lease_until')
       count('running', -1)
-      if tonumber(v[1]) - tonumber(v[2]) >= tonumber(v[3]) then
+      if tonumber(v[1]) - (tonumber(v[2]) or 0) >= tonumber(v[3]) then
         redis.call('HSET', k, 'state', 'dead', 'last_error', err, 'finished_at', now, 'run_at', now, 'updated_at', now)
         redis.call('ZADD', p .. 'dead', now, id)
         count('dead', 1)

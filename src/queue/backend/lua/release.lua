@@ -18,4 +18,5 @@ end
 if released > 0 then
   redis.call('PUBLISH', p .. 'wake', '')
 end
+flush()
 return released

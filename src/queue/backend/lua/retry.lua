@@ -10,12 +10,13 @@ if state ~= 'dead' then
 end
 local now = now_ms()
 local v = redis.call('HMGET', k, 'attempts', 'priority')
-redis.call('HSET', k, 'state', 'queued', 'attempt_base', v[1], 'run_at', now, 'updated_at', now)
+redis.call('HSET', k, 'state', 'queued', 'attempt_base', v[1] or 0, 'run_at', now, 'updated_at', now)
 redis.call('HINCRBY', k, 'requeued', 1)
 redis.call('HDEL', k, 'finished_at')
 redis.call('ZREM', p .. 'dead', ARGV[2])
 redis.call('LPUSH', p .. 'ready:' .. v[2], ARGV[2])
 count('dead', -1)
 count('queued', 1)
+flush()
 redis.call('PUBLISH', p .. 'wake', '')
 return 'dead'
