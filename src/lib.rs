@@ -5,4 +5,5 @@ pub mod counter;
 pub mod demo;
 pub mod guestbook;
 pub mod lint;
+pub mod queue;
 pub mod server;

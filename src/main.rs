@@ -27,6 +27,10 @@ enum Command {
     Demo(statelab::demo::DemoCommand),
     /// JSON cache API over Redis with AOF persistence (seed 001, Section 2)
     Cache(statelab::cache::Config),
+    /// Task queue producer API (seed 001, Section 3): POST /tasks, GET /tasks/{id}, /stats
+    Queue(statelab::queue::Config),
+    /// Task queue worker: claims tasks with a lease, runs them, retries with backoff
+    Worker(statelab::queue::WorkerConfig),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,10 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::Demo(c) => statelab::demo::run(c).await,
             Command::Cache(c) => statelab::cache::run(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Queue(c) => statelab::queue::run(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Worker(c) => statelab::queue::run_worker(c)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

@@ -15,6 +15,9 @@ pub enum DemoCommand {
     /// Two counter replicas with their own directories: separate counts, each response naming
     /// its replica
     Identity(identity::Args),
+    /// The task queue under faults: enqueue, kill -9 a worker mid-task, restart the backend,
+    /// and a table showing every task finished
+    Queue(crate::queue::demo::DemoQueueArgs),
 }
 
 pub async fn run(command: DemoCommand) -> anyhow::Result<ExitCode> {
@@ -22,6 +25,9 @@ pub async fn run(command: DemoCommand) -> anyhow::Result<ExitCode> {
         match command {
             DemoCommand::Persistence(args) => persistence::run(args).await,
             DemoCommand::Identity(args) => identity::run(args).await,
+            DemoCommand::Queue(args) => crate::queue::demo::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     };
     // Dropping the demo on Ctrl-C or SIGTERM drops its replicas, which kills them by PID.

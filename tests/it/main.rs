@@ -6,4 +6,5 @@ mod counter;
 mod guestbook;
 mod lint;
 mod manifests;
+mod queue;
 mod support;

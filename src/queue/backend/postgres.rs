@@ -1,0 +1,733 @@
+//! PostgreSQL backend: one table, `FOR UPDATE SKIP LOCKED` claims in batches, a lease column,
+//! LISTEN/NOTIFY wake-ups, attempt-number fencing, retention pruning in small batches.
+//!
+//! The pool connects lazily and the schema is applied in the background with backoff, so the
+//! producer and the workers start (not ready) when the database comes up second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Backend, BackendError, BackendResult, next_delay};
+use crate::queue::model::{
+    Claimed, Completion, Counts, Enqueued, FailOutcome, Failure, Lease, Maintenance, NewTask,
+    Retention, RetryOutcome, Stats, TaskState, TaskView,
+};
+
+const CHANNEL: &str = "statelab_queue";
+/// Rows deleted per pruning statement, and statements per maintenance pass.
+const PRUNE_BATCH: i64 = 500;
+const PRUNE_ROUNDS: usize = 8;
+const REAP_BATCH: i64 = 500;
+
+macro_rules! task_columns {
+    () => {
+        "id, kind, payload, state, priority, attempts, attempt_base, max_attempts, requeued, \
+         idempotency_key, last_error, result, worker, lease_until, run_at, created_at, \
+         started_at, finished_at, updated_at"
+    };
+}
+
+pub struct PgBackend {
+    pool: PgPool,
+    schema_ready: Arc<AtomicBool>,
+}
+
+impl PgBackend {
+    /// Builds a lazily connecting pool and applies the schema in the background.
+    pub fn connect(options: PgConnectOptions, pool_size: u32) -> PgBackend {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(options);
+        let backend = PgBackend {
+            pool,
+            schema_ready: Arc::new(AtomicBool::new(false)),
+        };
+        backend.migrate_in_background();
+        backend
+    }
+
+    fn migrate_in_background(&self) {
+        let pool = self.pool.clone();
+        let ready = self.schema_ready.clone();
+        tokio::spawn(async move {
+            let mut migrator = sqlx::migrate!("migrations/queue");
+            migrator.dangerous_set_table_name("_sqlx_migrations_queue");
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match migrator.run(&pool).await {
+                    Ok(()) => {
+                        ready.store(true, Ordering::SeqCst);
+                        tracing::info!("queue schema is in place");
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "database not ready");
+                        tokio::time::sleep(delay).await;
+                        delay = next_delay(delay);
+                    }
+                }
+            }
+        });
+    }
+
+    fn require_schema(&self) -> Result<(), BackendError> {
+        if self.schema_ready.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(BackendError::Unavailable(
+                "PostgreSQL is not reachable yet (queue schema not in place)".into(),
+            ))
+        }
+    }
+
+    async fn enqueue_impl(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BackendError> {
+        self.require_schema()?;
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
+        let payloads: Vec<&str> = tasks.iter().map(|t| t.payload_json.as_str()).collect();
+        let delays: Vec<i64> = tasks.iter().map(|t| t.delay_ms as i64).collect();
+        let max_attempts: Vec<i32> = tasks.iter().map(|t| t.max_attempts).collect();
+        let priorities: Vec<i16> = tasks.iter().map(|t| t.priority).collect();
+        let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
+        // Ids are drawn before the insert so each input row knows its own; a key already
+        // taken (by an older task or earlier in this batch) resolves to that task instead.
+        let rows: Vec<(i64, Option<i64>, bool, Option<String>)> = sqlx::query_as(
+            "WITH input AS ( \
+                 SELECT nextval('queue_tasks_id_seq') AS id, i.* \
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::smallint[], $6::text[]) \
+                      WITH ORDINALITY AS i(kind, payload, delay_ms, max_attempts, priority, idempotency_key, ord) \
+             ), ins AS ( \
+                 INSERT INTO queue_tasks (id, kind, payload, run_at, max_attempts, priority, idempotency_key) \
+                 SELECT id, kind, payload::jsonb, now() + delay_ms * interval '1 millisecond', \
+                        max_attempts, priority, idempotency_key \
+                 FROM input ORDER BY ord \
+                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                 RETURNING id, idempotency_key \
+             ) \
+             SELECT input.ord, COALESCE(ins.id, first.id, existing.id) AS id, \
+                    ins.id IS NOT NULL AS created, existing.state \
+             FROM input \
+             LEFT JOIN ins ON ins.id = input.id \
+             LEFT JOIN ins AS first ON ins.id IS NULL AND first.idempotency_key = input.idempotency_key \
+             LEFT JOIN queue_tasks AS existing ON ins.id IS NULL AND first.id IS NULL \
+                  AND existing.idempotency_key = input.idempotency_key \
+             ORDER BY input.ord",
+        )
+        .bind(&kinds)
+        .bind(&payloads)
+        .bind(&delays)
+        .bind(&max_attempts)
+        .bind(&priorities)
+        .bind(&keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for ((_, id, created, state), task) in rows.into_iter().zip(tasks) {
+            let enqueued = match (id, created) {
+                (Some(id), true) => Enqueued {
+                    id,
+                    state: TaskState::Queued,
+                    duplicate: false,
+                },
+                (Some(id), false) => Enqueued {
+                    id,
+                    state: state
+                        .as_deref()
+                        .and_then(TaskState::parse)
+                        .unwrap_or(TaskState::Queued),
+                    duplicate: true,
+                },
+                // The key's task was committed by a concurrent request after this statement
+                // took its snapshot: look it up now.
+                (None, _) => {
+                    let key = task.idempotency_key.as_deref().unwrap_or_default();
+                    let (id, state): (i64, String) = sqlx::query_as(
+                        "SELECT id, state FROM queue_tasks WHERE idempotency_key = $1",
+                    )
+                    .bind(key)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(classify)?;
+                    Enqueued {
+                        id,
+                        state: TaskState::parse(&state).unwrap_or(TaskState::Queued),
+                        duplicate: true,
+                    }
+                }
+            };
+            out.push(enqueued);
+        }
+        Ok(out)
+    }
+
+    async fn get_impl(&self, id: i64) -> Result<Option<TaskView>, BackendError> {
+        self.require_schema()?;
+        let row: Option<TaskRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM queue_tasks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(TaskRow::into_view).transpose()
+    }
+
+    async fn list_impl(&self, state: TaskState, limit: u32) -> Result<Vec<TaskView>, BackendError> {
+        self.require_schema()?;
+        let sql = match state {
+            TaskState::Queued => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM queue_tasks WHERE state = 'queued' \
+                 ORDER BY run_at > now(), priority DESC, run_at, id LIMIT $1"
+            ),
+            TaskState::Failed => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM queue_tasks WHERE state = 'failed' \
+                 ORDER BY run_at > now(), priority DESC, run_at, id LIMIT $1"
+            ),
+            TaskState::Running => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM queue_tasks WHERE state = 'running' ORDER BY lease_until LIMIT $1"
+            ),
+            TaskState::Done => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM queue_tasks WHERE state = 'done' ORDER BY finished_at DESC LIMIT $1"
+            ),
+            TaskState::Dead => concat!(
+                "SELECT ",
+                task_columns!(),
+                " FROM queue_tasks WHERE state = 'dead' ORDER BY finished_at DESC LIMIT $1"
+            ),
+        };
+        let rows: Vec<TaskRow> = sqlx::query_as(sql)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.into_iter().map(TaskRow::into_view).collect()
+    }
+
+    async fn retry_impl(&self, id: i64) -> Result<RetryOutcome, BackendError> {
+        self.require_schema()?;
+        let row: Option<TaskRow> = sqlx::query_as(concat!(
+            "UPDATE queue_tasks SET state = 'queued', attempt_base = attempts, \
+             requeued = requeued + 1, run_at = now(), finished_at = NULL, lease_until = NULL, \
+             updated_at = now() WHERE id = $1 AND state = 'dead' RETURNING ",
+            task_columns!()
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        match row {
+            Some(row) => {
+                self.notify().await;
+                Ok(RetryOutcome::Requeued(Box::new(row.into_view()?)))
+            }
+            None => match self.get_impl(id).await? {
+                Some(task) => Ok(RetryOutcome::NotDead(task.state)),
+                None => Ok(RetryOutcome::NotFound),
+            },
+        }
+    }
+
+    async fn notify(&self) {
+        if let Err(error) = sqlx::query("SELECT pg_notify('statelab_queue', '')")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::debug!(%error, "could not notify workers");
+        }
+    }
+
+    async fn stats_impl(&self) -> Result<Stats, BackendError> {
+        self.require_schema()?;
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM queue_tasks GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(classify)?;
+        let mut counts = Counts::default();
+        for (state, n) in rows {
+            if let Some(state) = TaskState::parse(&state) {
+                counts.set(state, n);
+            }
+        }
+        let (scheduled, oldest_ms, done_last_minute): (i64, Option<f64>, i64) = sqlx::query_as(
+            "SELECT \
+               (SELECT count(*) FROM queue_tasks WHERE state IN ('queued', 'failed') AND run_at > now()), \
+               (SELECT (extract(epoch FROM now() - min(run_at)) * 1000)::float8 FROM queue_tasks \
+                  WHERE state IN ('queued', 'failed') AND run_at <= now()), \
+               (SELECT count(*) FROM queue_tasks WHERE state = 'done' \
+                  AND finished_at > now() - interval '60 seconds')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(Stats {
+            backend: "postgres",
+            counts,
+            scheduled,
+            oldest_queued_age_ms: oldest_ms.unwrap_or(0.0).max(0.0) as i64,
+            done_last_minute,
+            throughput_per_second: done_last_minute as f64 / 60.0,
+        })
+    }
+
+    async fn claim_impl(
+        &self,
+        worker: &str,
+        max: u32,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, BackendError> {
+        self.require_schema()?;
+        let rows: Vec<(i64, String, Value, i32, i32, i32)> = sqlx::query_as(
+            "WITH picked AS ( \
+                 SELECT id FROM queue_tasks \
+                 WHERE state IN ('queued', 'failed') AND run_at <= now() \
+                 ORDER BY priority DESC, run_at, id \
+                 LIMIT $1 \
+                 FOR UPDATE SKIP LOCKED \
+             ) \
+             UPDATE queue_tasks t SET state = 'running', attempts = t.attempts + 1, worker = $2, \
+                 lease_until = now() + $3 * interval '1 millisecond', started_at = now(), updated_at = now() \
+             FROM picked WHERE t.id = picked.id \
+             RETURNING t.id, t.kind, t.payload, t.attempts, t.attempts - t.attempt_base, t.max_attempts",
+        )
+        .bind(i64::from(max))
+        .bind(worker)
+        .bind(lease.as_millis() as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let mut claimed: Vec<Claimed> = rows
+            .into_iter()
+            .map(
+                |(id, kind, payload, attempt, attempt_in_budget, max_attempts)| Claimed {
+                    id,
+                    kind,
+                    payload,
+                    attempt,
+                    attempt_in_budget,
+                    max_attempts,
+                },
+            )
+            .collect();
+        claimed.sort_by_key(|c| c.id);
+        Ok(claimed)
+    }
+
+    async fn extend_impl(
+        &self,
+        leases: &[Lease],
+        lease: Duration,
+    ) -> Result<Vec<Lease>, BackendError> {
+        self.require_schema()?;
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = split(leases);
+        let rows: Vec<(i64, i32)> = sqlx::query_as(
+            "WITH held AS ( \
+                 SELECT t.id FROM queue_tasks t \
+                 JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET lease_until = now() + $3 * interval '1 millisecond' \
+             FROM held WHERE t.id = held.id \
+             RETURNING t.id, t.attempts",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(lease.as_millis() as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, attempt)| Lease { id, attempt })
+            .collect())
+    }
+
+    async fn complete_impl(&self, done: &[Completion]) -> Result<Vec<bool>, BackendError> {
+        self.require_schema()?;
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = done.iter().map(|c| c.lease.id).collect();
+        let attempts: Vec<i32> = done.iter().map(|c| c.lease.attempt).collect();
+        let results: Vec<String> = done.iter().map(|c| c.result.to_string()).collect();
+        // Fenced: only the attempt that holds the task may finish it. Rows are locked in id
+        // order, like every multi-row update here, so concurrent batches never deadlock.
+        let accepted: Vec<(i64,)> = sqlx::query_as(
+            "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result)), \
+             held AS ( \
+                 SELECT t.id, u.result FROM queue_tasks t JOIN u ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET state = 'done', result = held.result::jsonb, finished_at = now(), \
+                 lease_until = NULL, updated_at = now() \
+             FROM held WHERE t.id = held.id \
+             RETURNING t.id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&results)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let accepted: std::collections::HashSet<i64> =
+            accepted.into_iter().map(|(id,)| id).collect();
+        Ok(done
+            .iter()
+            .map(|c| accepted.contains(&c.lease.id))
+            .collect())
+    }
+
+    async fn fail_impl(&self, failures: &[Failure]) -> Result<Vec<FailOutcome>, BackendError> {
+        self.require_schema()?;
+        if failures.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = failures.iter().map(|f| f.lease.id).collect();
+        let attempts: Vec<i32> = failures.iter().map(|f| f.lease.attempt).collect();
+        let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
+        let backoffs: Vec<i64> = failures.iter().map(|f| f.backoff_ms as i64).collect();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "WITH held AS ( \
+                 SELECT t.id, u.error, u.backoff_ms FROM queue_tasks t \
+                 JOIN unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[]) AS u(id, attempt, error, backoff_ms) \
+                   ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET \
+                 state = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN 'dead' ELSE 'failed' END, \
+                 finished_at = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN now() END, \
+                 run_at = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN t.run_at \
+                               ELSE now() + u.backoff_ms * interval '1 millisecond' END, \
+                 last_error = u.error, lease_until = NULL, updated_at = now() \
+             FROM held AS u WHERE t.id = u.id \
+             RETURNING t.id, t.state",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&errors)
+        .bind(&backoffs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let states: std::collections::HashMap<i64, String> = rows.into_iter().collect();
+        Ok(failures
+            .iter()
+            .map(|f| match states.get(&f.lease.id).map(String::as_str) {
+                Some("dead") => FailOutcome::Dead,
+                Some(_) => FailOutcome::Retrying,
+                None => FailOutcome::Fenced,
+            })
+            .collect())
+    }
+
+    async fn release_impl(&self, leases: &[Lease]) -> Result<u64, BackendError> {
+        self.require_schema()?;
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let (ids, attempts) = split(leases);
+        let result = sqlx::query(
+            "WITH held AS ( \
+                 SELECT t.id FROM queue_tasks t \
+                 JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON t.id = u.id \
+                 WHERE t.attempts = u.attempt AND t.state = 'running' \
+                 ORDER BY t.id FOR UPDATE OF t \
+             ) \
+             UPDATE queue_tasks t SET state = 'queued', attempt_base = t.attempt_base + 1, \
+                 lease_until = NULL, run_at = now(), updated_at = now() \
+             FROM held WHERE t.id = held.id",
+        )
+        .bind(&ids)
+        .bind(&attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        if result.rows_affected() > 0 {
+            self.notify().await;
+        }
+        Ok(result.rows_affected())
+    }
+
+    async fn maintain_impl(&self, retention: Retention) -> Result<Maintenance, BackendError> {
+        self.require_schema()?;
+        let mut report = Maintenance::default();
+        // Leases that ran out: the worker died or lost the database. Back to the queue, or
+        // dead if that was the last attempt. SKIP LOCKED: several workers do this at once.
+        let reaped: Vec<(String,)> = sqlx::query_as(
+            "WITH expired AS ( \
+                 SELECT id FROM queue_tasks WHERE state = 'running' AND lease_until < now() \
+                 ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED \
+             ) \
+             UPDATE queue_tasks t SET \
+                 state = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN 'dead' ELSE 'queued' END, \
+                 finished_at = CASE WHEN t.attempts - t.attempt_base >= t.max_attempts THEN now() END, \
+                 last_error = 'lease expired: worker ' || COALESCE(t.worker, '?') || \
+                              ' stopped renewing it during attempt ' || t.attempts, \
+                 lease_until = NULL, run_at = now(), updated_at = now() \
+             FROM expired WHERE t.id = expired.id \
+             RETURNING t.state",
+        )
+        .bind(REAP_BATCH)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        for (state,) in &reaped {
+            if state == "dead" {
+                report.dead += 1;
+            } else {
+                report.requeued += 1;
+            }
+        }
+        if report.requeued > 0 {
+            self.notify().await;
+        }
+        for (state, secs) in [("done", retention.done_secs), ("dead", retention.dead_secs)] {
+            for _ in 0..PRUNE_ROUNDS {
+                let sql = if state == "done" {
+                    "WITH old AS ( \
+                         SELECT id FROM queue_tasks WHERE state = 'done' \
+                           AND finished_at < now() - $1 * interval '1 second' \
+                         ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                     DELETE FROM queue_tasks t USING old WHERE t.id = old.id"
+                } else {
+                    "WITH old AS ( \
+                         SELECT id FROM queue_tasks WHERE state = 'dead' \
+                           AND finished_at < now() - $1 * interval '1 second' \
+                         ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                     DELETE FROM queue_tasks t USING old WHERE t.id = old.id"
+                };
+                let deleted = sqlx::query(sql)
+                    .bind(secs as i64)
+                    .bind(PRUNE_BATCH)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                report.pruned += deleted;
+                if (deleted as i64) < PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i32>) {
+    leases.iter().map(|l| (l.id, l.attempt)).unzip()
+}
+
+impl Backend for PgBackend {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn check(&self) -> BackendResult<'_, ()> {
+        Box::pin(async move {
+            self.require_schema()?;
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(classify)?;
+            Ok(())
+        })
+    }
+
+    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BackendResult<'a, Vec<Enqueued>> {
+        Box::pin(self.enqueue_impl(tasks))
+    }
+
+    fn get(&self, id: i64) -> BackendResult<'_, Option<TaskView>> {
+        Box::pin(self.get_impl(id))
+    }
+
+    fn list(&self, state: TaskState, limit: u32) -> BackendResult<'_, Vec<TaskView>> {
+        Box::pin(self.list_impl(state, limit))
+    }
+
+    fn retry(&self, id: i64) -> BackendResult<'_, RetryOutcome> {
+        Box::pin(self.retry_impl(id))
+    }
+
+    fn stats(&self) -> BackendResult<'_, Stats> {
+        Box::pin(self.stats_impl())
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        max: u32,
+        lease: Duration,
+    ) -> BackendResult<'a, Vec<Claimed>> {
+        Box::pin(self.claim_impl(worker, max, lease))
+    }
+
+    fn extend<'a>(&'a self, leases: &'a [Lease], lease: Duration) -> BackendResult<'a, Vec<Lease>> {
+        Box::pin(self.extend_impl(leases, lease))
+    }
+
+    fn complete<'a>(&'a self, done: &'a [Completion]) -> BackendResult<'a, Vec<bool>> {
+        Box::pin(self.complete_impl(done))
+    }
+
+    fn fail<'a>(&'a self, failures: &'a [Failure]) -> BackendResult<'a, Vec<FailOutcome>> {
+        Box::pin(self.fail_impl(failures))
+    }
+
+    fn release<'a>(&'a self, leases: &'a [Lease]) -> BackendResult<'a, u64> {
+        Box::pin(self.release_impl(leases))
+    }
+
+    fn maintain(&self, retention: Retention) -> BackendResult<'_, Maintenance> {
+        Box::pin(self.maintain_impl(retention))
+    }
+
+    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) -> BoxFuture<'static, ()> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut delay = Duration::from_millis(100);
+            while !stop.is_cancelled() {
+                let mut listener = match PgListener::connect_with(&pool).await {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::debug!(%error, "LISTEN connection failed; polling meanwhile");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
+                        delay = next_delay(delay);
+                        continue;
+                    }
+                };
+                if let Err(error) = listener.listen(CHANNEL).await {
+                    tracing::debug!(%error, "LISTEN failed; polling meanwhile");
+                    tokio::time::sleep(delay).await;
+                    delay = next_delay(delay);
+                    continue;
+                }
+                delay = Duration::from_millis(100);
+                // Whatever was announced while we were not listening: look once.
+                wake.notify_one();
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        received = listener.try_recv() => match received {
+                            Ok(Some(_)) => wake.notify_one(),
+                            Ok(None) => {
+                                tracing::debug!("LISTEN connection lost; reconnecting");
+                                break;
+                            }
+                            Err(error) => {
+                                tracing::debug!(%error, "LISTEN connection failed; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: i64,
+    kind: String,
+    payload: Value,
+    state: String,
+    priority: i16,
+    attempts: i32,
+    attempt_base: i32,
+    max_attempts: i32,
+    requeued: i32,
+    idempotency_key: Option<String>,
+    last_error: Option<String>,
+    result: Option<Value>,
+    worker: Option<String>,
+    lease_until: Option<OffsetDateTime>,
+    run_at: OffsetDateTime,
+    created_at: OffsetDateTime,
+    started_at: Option<OffsetDateTime>,
+    finished_at: Option<OffsetDateTime>,
+    updated_at: OffsetDateTime,
+}
+
+impl TaskRow {
+    fn into_view(self) -> Result<TaskView, BackendError> {
+        let state = TaskState::parse(&self.state).ok_or_else(|| {
+            BackendError::Internal(format!("unknown task state {:?}", self.state))
+        })?;
+        Ok(TaskView {
+            id: self.id,
+            kind: self.kind,
+            payload: self.payload,
+            state,
+            priority: self.priority,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            attempts_left: (self.max_attempts - (self.attempts - self.attempt_base)).max(0),
+            requeued: self.requeued,
+            idempotency_key: self.idempotency_key,
+            last_error: self.last_error,
+            result: self.result,
+            worker: self.worker,
+            lease_until: self.lease_until,
+            run_at: self.run_at,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Connection trouble (the server is down, restarting or refusing) is `Unavailable`; the
+/// rest is `Internal`.
+fn classify(error: sqlx::Error) -> BackendError {
+    let unavailable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    };
+    if unavailable {
+        BackendError::Unavailable(format!("PostgreSQL unavailable: {error}"))
+    } else {
+        BackendError::Internal(format!("PostgreSQL error: {error}"))
+    }
+}

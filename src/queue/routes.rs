@@ -1,0 +1,227 @@
+//! The producer API's handlers. Thin: validate, call the backend, shape the answer.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::backend::{Backend, BackendError};
+use super::model::{
+    Enqueued, MAX_BATCH, MAX_BODY_BYTES, NewTask, RetryOutcome, TaskRequest, TaskState,
+};
+use super::tasks::Registry;
+use crate::server::{ApiError, ApiJson, ApiQuery, Identity};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backend: Arc<dyn Backend>,
+    pub registry: Arc<Registry>,
+    pub identity: Identity,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/tasks", post(create).get(list))
+        .route("/tasks/batch", post(create_batch))
+        .route("/tasks/{id}", get(show))
+        .route("/tasks/{id}/retry", post(retry))
+        .route("/stats", get(stats))
+        .route("/health", get(health))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> ApiError {
+        match error {
+            BackendError::Unavailable(reason) => {
+                tracing::warn!(%reason, "queue backend unavailable");
+                ApiError::unavailable("the queue backend is unavailable; try again shortly")
+                    .with("reason", reason)
+            }
+            BackendError::Internal(reason) => {
+                tracing::error!(%reason, "queue backend error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+fn enqueued_metric(backend: &str, created: usize) {
+    metrics::counter!("queue_tasks_enqueued_total", "backend" => backend.to_owned())
+        .increment(created as u64);
+}
+
+/// `POST /tasks`: 201 with the new task, or 200 with the task its idempotency key names.
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<TaskRequest>,
+) -> Result<Response, ApiError> {
+    let task = request
+        .validate(&state.registry)
+        .map_err(ApiError::unprocessable)?;
+    let enqueued = state.backend.enqueue(std::slice::from_ref(&task)).await?;
+    let Some(Enqueued { id, duplicate, .. }) = enqueued.into_iter().next() else {
+        return Err(BackendError::Internal("enqueue returned nothing".into()).into());
+    };
+    let view = state.backend.get(id).await?;
+    let mut body = match view {
+        Some(view) => serde_json::to_value(view).unwrap_or(Value::Null),
+        // Pruned between the two statements (only possible for an old duplicate).
+        None => json!({"id": id}),
+    };
+    body["duplicate"] = Value::Bool(duplicate);
+    if duplicate {
+        Ok((StatusCode::OK, Json(body)).into_response())
+    } else {
+        enqueued_metric(state.backend.kind(), 1);
+        Ok((StatusCode::CREATED, Json(body)).into_response())
+    }
+}
+
+/// `POST /tasks/batch`: a JSON array of tasks, all validated before any is stored.
+async fn create_batch(
+    State(state): State<AppState>,
+    ApiJson(items): ApiJson<Vec<Value>>,
+) -> Result<Response, ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::unprocessable("the batch is empty"));
+    }
+    if items.len() > MAX_BATCH {
+        return Err(ApiError::unprocessable(format!(
+            "a batch holds at most {MAX_BATCH} tasks; this one has {}",
+            items.len()
+        ))
+        .with("limit", MAX_BATCH));
+    }
+    let mut tasks: Vec<NewTask> = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let request: TaskRequest = serde_json::from_value(item).map_err(|e| {
+            ApiError::unprocessable(format!("task {index}: {e}")).with("index", index)
+        })?;
+        let task = request.validate(&state.registry).map_err(|e| {
+            ApiError::unprocessable(format!("task {index}: {e}")).with("index", index)
+        })?;
+        tasks.push(task);
+    }
+    let enqueued = state.backend.enqueue(&tasks).await?;
+    let created = enqueued.iter().filter(|e| !e.duplicate).count();
+    enqueued_metric(state.backend.kind(), created);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "count": enqueued.len(),
+            "created": created,
+            "duplicates": enqueued.len() - created,
+            "tasks": enqueued,
+        })),
+    )
+        .into_response())
+}
+
+fn task_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+    let Path(raw) = path?;
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::bad_request("task id must be a positive integer").with("id", raw))
+}
+
+/// `GET /tasks/{id}`.
+async fn show(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = task_id(path)?;
+    match state.backend.get(id).await? {
+        Some(task) => Ok(Json(task).into_response()),
+        None => Err(ApiError::not_found(
+            "no such task (never created, or pruned after the retention period)",
+        )
+        .with("id", id)),
+    }
+}
+
+/// `POST /tasks/{id}/retry`: re-queues a dead task with a fresh attempt budget.
+async fn retry(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = task_id(path)?;
+    match state.backend.retry(id).await? {
+        RetryOutcome::Requeued(task) => Ok(Json(task).into_response()),
+        RetryOutcome::NotDead(current) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "only dead tasks can be retried",
+        )
+        .with("id", id)
+        .with("state", current.as_str())),
+        RetryOutcome::NotFound => Err(ApiError::not_found("no such task").with("id", id)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// `GET /tasks?state=dead&limit=50`: inspect tasks in one state (the dead letter by default).
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Response, ApiError> {
+    let wanted = match query.state.as_deref() {
+        None => TaskState::Dead,
+        Some(text) => TaskState::parse(text).ok_or_else(|| {
+            ApiError::bad_request("state must be one of queued, running, done, failed, dead")
+        })?,
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+    }
+    let tasks = state.backend.list(wanted, limit).await?;
+    Ok(Json(json!({"state": wanted, "count": tasks.len(), "tasks": tasks})).into_response())
+}
+
+/// `GET /stats`: counts per state, the oldest waiting task's age, recent throughput.
+async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let stats = state.backend.stats().await?;
+    let mut body = serde_json::to_value(stats).unwrap_or(Value::Null);
+    body["pod_name"] = Value::String(state.identity.name().to_owned());
+    Ok(Json(body).into_response())
+}
+
+/// `GET /health`, in the seeds' shape: healthy when the backend answers.
+async fn health(State(state): State<AppState>) -> Response {
+    let backend = state.backend.kind();
+    match state.backend.check().await {
+        Ok(()) => Json(json!({
+            "status": "healthy",
+            "backend": backend,
+            "queue": "connected",
+            "pod_name": state.identity.name(),
+        }))
+        .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unhealthy",
+                "backend": backend,
+                "queue": "disconnected",
+                "error": error.to_string(),
+                "pod_name": state.identity.name(),
+            })),
+        )
+            .into_response(),
+    }
+}
