@@ -1,3 +1,4 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
 pub mod server;
+pub mod users;

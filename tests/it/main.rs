@@ -1,3 +1,4 @@
 //! The one integration-test binary: each module tests one service against real backends.
 
 mod support;
+mod users;
