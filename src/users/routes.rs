@@ -75,6 +75,11 @@ impl From<StoreError> for Failure {
                     retry_after: true,
                 }
             }
+            // The schema task already logs each failed attempt.
+            StoreError::NotReady(reason) => Failure {
+                error: ApiError::unavailable(reason),
+                retry_after: true,
+            },
             StoreError::Other(detail) => {
                 tracing::error!(%detail, "unexpected database error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into()

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The database cannot be reached or is not ready; worth retrying later.
     #[error("{0}")]
     Unavailable(String),
+    /// The schema is not in place yet (the database may or may not be reachable).
+    #[error("{0}")]
+    NotReady(String),
     /// Anything else: a bug or a database in an unexpected state.
     #[error("database error: {0}")]
     Other(String),
@@ -188,12 +191,13 @@ impl Store {
 
     fn ensure_schema(&self) -> Result<(), StoreError> {
         if self.schema_ready() {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(
-                "database schema is not in place yet; try again shortly".into(),
-            ))
+            return Ok(());
         }
+        let reason = match self.schema.last_error.lock().unwrap().as_deref() {
+            Some(error) => format!("database not ready: {error}"),
+            None => "database schema is not in place yet; try again shortly".to_owned(),
+        };
+        Err(StoreError::NotReady(reason))
     }
 
     pub async fn create(&self, name: &str, email: &str) -> Result<User, StoreError> {
@@ -301,7 +305,7 @@ fn unavailable_reason(error: &sqlx::Error) -> String {
 pub fn record_failure(error: &StoreError) {
     let kind = match error {
         StoreError::DuplicateEmail => "duplicate_email",
-        StoreError::Unavailable(_) => "unavailable",
+        StoreError::Unavailable(_) | StoreError::NotReady(_) => "unavailable",
         StoreError::Other(_) => "other",
     };
     metrics::counter!("users_store_errors_total", "kind" => kind).increment(1);
