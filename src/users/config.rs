@@ -53,6 +53,12 @@ pub struct Config {
     /// endpoint answering quickly while the database is down
     #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1500)]
     pub db_acquire_timeout_ms: u64,
+
+    /// Longest time one database operation may take, the wait for a connection included,
+    /// before the request is answered 503 (guards against a database that stops answering
+    /// without closing its connections)
+    #[arg(long, env = "DB_QUERY_TIMEOUT_MS", default_value_t = 5000)]
+    pub db_query_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -135,6 +141,10 @@ impl Config {
 
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.db_acquire_timeout_ms.max(1))
+    }
+
+    pub fn query_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_query_timeout_ms.max(1))
     }
 }
 

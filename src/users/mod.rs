@@ -28,7 +28,12 @@ pub const DEFAULT_PORT: u16 = 8000;
 /// Config -> pool and schema task -> router -> bound listener.
 pub async fn build(config: Config) -> anyhow::Result<App> {
     let options = config.connect_options()?;
-    let store = store::Store::new(options, config.db_pool_size, config.acquire_timeout());
+    let store = store::Store::new(
+        options,
+        config.db_pool_size,
+        config.acquire_timeout(),
+        config.query_timeout(),
+    );
     let host: Arc<str> = config.display_host().into();
 
     let ready_store = store.clone();

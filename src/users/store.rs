@@ -52,6 +52,8 @@ pub enum StoreError {
 pub struct Store {
     pool: PgPool,
     schema: Arc<SchemaState>,
+    /// Longest time one database operation (waiting for a connection included) may take.
+    query_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -69,6 +71,7 @@ impl Store {
         options: PgConnectOptions,
         max_connections: u32,
         acquire_timeout: Duration,
+        query_timeout: Duration,
     ) -> Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -89,6 +92,7 @@ impl Store {
         Store {
             pool,
             schema: Arc::new(SchemaState::default()),
+            query_timeout: query_timeout.max(acquire_timeout),
         }
     }
 
@@ -152,8 +156,10 @@ impl Store {
                 let mut conn = self.pool.acquire().await?;
                 conn.ping().await
             };
-            if let Err(error) = ping.await {
-                return Err(("disconnected", unavailable_reason(&error)));
+            match tokio::time::timeout(self.query_timeout, ping).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(("disconnected", unavailable_reason(&error))),
+                Err(_) => return Err(("disconnected", self.timed_out().to_string())),
             }
             let detail = self
                 .schema
@@ -168,12 +174,11 @@ impl Store {
             ));
         }
         // Touching the table also notices a database replaced by an empty one.
-        match sqlx::query("SELECT 1 FROM users LIMIT 0")
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) => {
+        let probe = sqlx::query("SELECT 1 FROM users LIMIT 0").execute(&self.pool);
+        match tokio::time::timeout(self.query_timeout, probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Err(_) => Err(("disconnected", self.timed_out().to_string())),
+            Ok(Err(error)) => {
                 let connected = matches!(&error, sqlx::Error::Database(db)
                     if db.code().as_deref() == Some("42P01"));
                 let reason = self.classify(error).to_string();
@@ -204,12 +209,11 @@ impl Store {
         self.ensure_schema()?;
         let sql = "INSERT INTO users (name, email) VALUES ($1, $2) \
                    RETURNING id, name, email, created_at";
-        sqlx::query_as::<_, User>(sql)
+        let insert = sqlx::query_as::<_, User>(sql)
             .bind(name)
             .bind(email)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.classify(e))
+            .fetch_one(&self.pool);
+        self.bounded(insert).await
     }
 
     /// Up to `limit` users with an id above `after_id`, by id ascending.
@@ -217,32 +221,50 @@ impl Store {
         self.ensure_schema()?;
         let sql = "SELECT id, name, email, created_at FROM users WHERE id > $1 \
                    ORDER BY id LIMIT $2";
-        sqlx::query_as::<_, User>(sql)
+        let select = sqlx::query_as::<_, User>(sql)
             .bind(after_id)
             .bind(limit)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.classify(e))
+            .fetch_all(&self.pool);
+        self.bounded(select).await
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, StoreError> {
         self.ensure_schema()?;
-        sqlx::query_as::<_, User>("SELECT id, name, email, created_at FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.classify(e))
+        let select = sqlx::query_as::<_, User>(
+            "SELECT id, name, email, created_at FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool);
+        self.bounded(select).await
     }
 
     pub async fn delete(&self, id: i64) -> Result<Option<User>, StoreError> {
         self.ensure_schema()?;
-        sqlx::query_as::<_, User>(
+        let delete = sqlx::query_as::<_, User>(
             "DELETE FROM users WHERE id = $1 RETURNING id, name, email, created_at",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| self.classify(e))
+        .fetch_optional(&self.pool);
+        self.bounded(delete).await
+    }
+
+    /// Runs one database operation within the query timeout. A timed-out write may still
+    /// have been committed; the client is told the outcome is unknown.
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.query_timeout, work).await {
+            Ok(result) => result.map_err(|e| self.classify(e)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "database unavailable: no answer within {} ms",
+            self.query_timeout.as_millis()
+        ))
     }
 
     /// Sorts a database failure into what the client should be told.

@@ -250,6 +250,71 @@ async fn postgres_going_away_gives_503_and_its_return_recovers_without_restart()
     assert_eq!(body["user"]["id"], 2);
 }
 
+/// Every process of a private cluster, stopped with SIGSTOP: connections stay open but nothing
+/// answers, as when the database's node vanishes. Continued (SIGCONT) when dropped.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn freeze(cluster: &PrivateCluster) -> Frozen {
+        let pid_file = std::fs::read_to_string(cluster.data_dir().join("postmaster.pid")).unwrap();
+        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // Fields after the command name: state, ppid, ...
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            let ppid: i32 = after_name.split(' ').nth(1).unwrap().parse().unwrap();
+            if ppid == postmaster {
+                pids.push(pid);
+            }
+        }
+        for pid in &pids {
+            // SAFETY: kill(2) on processes of the cluster this test started.
+            unsafe {
+                libc::kill(*pid, libc::SIGSTOP);
+            }
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(*pid, libc::SIGCONT);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_stops_answering_gives_503_not_a_hang() {
+    let cluster = PrivateCluster::start();
+    let url = cluster.url("postgres");
+    let api = users_api(&url)
+        .env("DB_ACQUIRE_TIMEOUT_MS", "1000")
+        .env("DB_QUERY_TIMEOUT_MS", "2000")
+        .start();
+    api.wait_ready().await;
+    assert_eq!(post_user(&api, "Alice", "alice@example.com").await.0, 201);
+
+    let frozen = Frozen::freeze(&cluster);
+    assert_all_unavailable(&api).await;
+
+    drop(frozen);
+    api.wait_ready().await;
+    let users = list(&api, "").await;
+    assert_eq!(users.len(), 1);
+    assert_eq!(post_user(&api, "Bob", "bob@example.com").await.0, 201);
+}
+
 #[tokio::test]
 async fn the_api_starts_before_postgres_and_waits_for_it() {
     let mut cluster = PrivateCluster::start();
