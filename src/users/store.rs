@@ -9,8 +9,9 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgRow;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, FromRow};
+use sqlx::{Connection, FromRow, Row};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -23,13 +24,38 @@ pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations_users";
 /// the hot path costs one round trip per query.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, Serialize, FromRow, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
     pub id: i64,
     pub name: String,
     pub email: String,
-    #[serde(with = "time::serde::rfc3339")]
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// Every query selects `id, name, email, created_at` in this order, so columns are read by
+/// position (no lookup by name for each row of a page).
+impl<'r> FromRow<'r, PgRow> for User {
+    fn from_row(row: &'r PgRow) -> Result<User, sqlx::Error> {
+        Ok(User {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            email: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+        })
+    }
+}
+
+/// RFC 3339 in UTC, formatted on the stack (a page holds up to 1000 timestamps).
+fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut buffer = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    at.to_offset(time::UtcOffset::UTC)
+        .format_into(&mut cursor, &time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    let written = cursor.position() as usize;
+    let text = std::str::from_utf8(&buffer[..written]).map_err(serde::ser::Error::custom)?;
+    serializer.serialize_str(text)
 }
 
 /// Why a database operation did not happen.
