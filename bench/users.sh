@@ -125,66 +125,108 @@ function request()
 end
 EOF
 
-pgbench_run() { # script seconds -> "tps avg_latency_ms"
-    local out
-    out=$(pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$2" -f "$WORK/$1" "$URL" 2>&1) || { echo "$out" >&2; exit 1; }
+# CPU time in clock ticks, to show where each request's work goes (private cluster only):
+# PostgreSQL = the postmaster, its reaped children (backends that ended) and its live ones.
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+pg_ticks() {
+    [ -n "$PG_STARTED" ] || { echo 0; return; }
+    local postmaster total pid
+    postmaster=$(head -1 "$WORK/data/postmaster.pid")
+    total=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat")
+    for pid in $(cat "/proc/$postmaster/task/$postmaster/children" 2>/dev/null); do
+        total=$((total + $(proc_ticks "$pid")))
+    done
+    echo "$total"
+}
+TIMEFORMAT="%U %S"
+client_ticks() { # command... ; prints its output, then its user+system CPU in ticks on fd 3
+    local times
+    { times=$( { time "$@" >"$WORK/client.out" 2>&1; } 2>&1 ); } || { cat "$WORK/client.out" >&2; exit 1; }
+    cat "$WORK/client.out"
+    python3 -c "import sys; u, s = map(float, sys.argv[1:3]); print(round((u + s) * $(getconf CLK_TCK)))" $times >&3
+}
+
+pgbench_run() { # script seconds -> "tps avg_latency_ms transactions pg_ticks client_ticks"
+    local out pg0 pg1 client
+    pg0=$(pg_ticks)
+    out=$(client_ticks pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$2" -f "$WORK/$1" "$URL" 3>"$WORK/ticks") || exit 1
+    pg1=$(pg_ticks)
+    client=$(cat "$WORK/ticks")
     local failed
     failed=$(echo "$out" | awk '/number of failed transactions/ {print $5}')
     if [ -n "$failed" ] && [ "$failed" != "0" ]; then echo "pgbench: $failed failed transactions" >&2; echo "$out" >&2; exit 1; fi
-    echo "$(echo "$out" | awk '/^tps = / {print $3; exit}') $(echo "$out" | awk '/^latency average/ {print $4; exit}')"
+    echo "$(echo "$out" | awk '/^tps = / {print $3; exit}') $(echo "$out" | awk '/^latency average/ {print $4; exit}') $(echo "$out" | awk '/number of transactions actually processed/ {print $NF; exit}' | cut -d/ -f1) $((pg1 - pg0)) $client"
 }
 
-wrk_run() { # seconds url [lua] -> "req_per_s avg_latency_ms p99_ms"
+wrk_run() { # seconds url [lua] -> "req_per_s avg_ms p99_ms requests pg_ticks api_ticks wrk_ticks"
     local args=(-t "$THREADS" -c "$CONNECTIONS" -d "${1}s" --latency)
     [ -n "${3:-}" ] && args+=(-s "$3")
-    local out
-    out=$(wrk "${args[@]}" "$2" -- "$RANDOM$$" 2>&1)
+    local out pg0 pg1 api0 api1 client
+    pg0=$(pg_ticks); api0=$(proc_ticks "$API_PID")
+    out=$(client_ticks wrk "${args[@]}" "$2" -- "$RANDOM$$" 3>"$WORK/ticks") || exit 1
+    pg1=$(pg_ticks); api1=$(proc_ticks "$API_PID")
+    client=$(cat "$WORK/ticks")
     if echo "$out" | grep -q "Non-2xx\|Socket errors"; then
         echo "wrk saw failures:" >&2; echo "$out" >&2; echo "API log:" >&2; tail -5 "$WORK/api.log" >&2; exit 1
     fi
-    python3 - "$out" <<'EOF'
+    python3 - "$out" "$((pg1 - pg0)) $((api1 - api0)) $client" <<'EOF'
 import re, sys
 out = sys.argv[1]
+ticks = sys.argv[2]
 def ms(text):
     value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 rate = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
 avg = ms(re.search(r"Latency\s+(\S+)", out).group(1))
 p99 = ms(re.search(r"\s99%\s+(\S+)", out).group(1))
-print(f"{rate} {avg:.3f} {p99:.3f}")
+requests = re.search(r"(\d+) requests in", out).group(1)
+print(f"{rate} {avg:.3f} {p99:.3f} {requests} {ticks}")
 EOF
 }
 
 echo "bench/users.sh: $DURATION s per run, $CONNECTIONS connections, on $WHERE" >&2
 echo "  warm-up and pgbench INSERT ..." >&2
 pgbench_run insert.sql 2 >/dev/null
-read -r PG_INSERT PG_INSERT_LAT <<<"$(pgbench_run insert.sql "$DURATION")"
+read -r PG_INSERT PG_INSERT_LAT PG_INSERT_N PG_INSERT_DB PG_INSERT_CL <<<"$(pgbench_run insert.sql "$DURATION")"
 echo "  warm-up and POST /users ..." >&2
 wrk_run 2 "$API/users" "$WORK/post.lua" >/dev/null
-read -r API_POST API_POST_LAT API_POST_P99 <<<"$(wrk_run "$DURATION" "$API/users" "$WORK/post.lua")"
+read -r API_POST API_POST_LAT API_POST_P99 API_POST_N API_POST_DB API_POST_API API_POST_CL <<<"$(wrk_run "$DURATION" "$API/users" "$WORK/post.lua")"
 ROWS=$(psql -tAq "$URL" -c 'SELECT count(*) FROM users')
 echo "  warm-up and pgbench SELECT 100 newest ($ROWS rows) ..." >&2
 pgbench_run select.sql 2 >/dev/null
-read -r PG_SELECT PG_SELECT_LAT <<<"$(pgbench_run select.sql "$DURATION")"
+read -r PG_SELECT PG_SELECT_LAT PG_SELECT_N PG_SELECT_DB PG_SELECT_CL <<<"$(pgbench_run select.sql "$DURATION")"
 echo "  warm-up and GET /users?limit=100 ..." >&2
 wrk_run 2 "$API/users?limit=100" >/dev/null
-read -r API_GET API_GET_LAT API_GET_P99 <<<"$(wrk_run "$DURATION" "$API/users?limit=100")"
+read -r API_GET API_GET_LAT API_GET_P99 API_GET_N API_GET_DB API_GET_API API_GET_CL <<<"$(wrk_run "$DURATION" "$API/users?limit=100")"
 # The page really holds 100 users.
 COUNT=$(curl -fs "$API/users?limit=100" | python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
 [ "$COUNT" = 100 ] || { echo "GET /users?limit=100 returned $COUNT users" >&2; exit 1; }
 
-python3 - "$PG_INSERT" "$PG_INSERT_LAT" "$API_POST" "$API_POST_LAT" "$API_POST_P99" \
-    "$PG_SELECT" "$PG_SELECT_LAT" "$API_GET" "$API_GET_LAT" "$API_GET_P99" "$(nproc)" <<'EOF'
+python3 - "$TICK_US" "${PG_STARTED:-0}" \
+    "$PG_INSERT $PG_INSERT_LAT $PG_INSERT_N $PG_INSERT_DB $PG_INSERT_CL" \
+    "$API_POST $API_POST_LAT $API_POST_P99 $API_POST_N $API_POST_DB $API_POST_API $API_POST_CL" \
+    "$PG_SELECT $PG_SELECT_LAT $PG_SELECT_N $PG_SELECT_DB $PG_SELECT_CL" \
+    "$API_GET $API_GET_LAT $API_GET_P99 $API_GET_N $API_GET_DB $API_GET_API $API_GET_CL" \
+    "$(nproc)" <<'EOF'
 import sys
-(pg_i, pg_il, api_p, api_pl, api_pp, pg_s, pg_sl, api_g, api_gl, api_gp, cores) = sys.argv[1:]
-rows = [
-    ("insert 1 row   | POST /users", float(pg_i), float(pg_il), float(api_p), float(api_pl), float(api_pp), 0.70),
-    ("select 100 new | GET /users?limit=100", float(pg_s), float(pg_sl), float(api_g), float(api_gl), float(api_gp), 0.60),
-]
-print(f"{'workload (pgbench | API)':40} {'pgbench tx/s':>12} {'avg ms':>7} {'API req/s':>10} {'avg ms':>7} {'p99 ms':>7} {'ratio':>6} {'aim':>6}")
-for name, pg, pgl, api, apil, apip, aim in rows:
-    ratio = api / pg
-    mark = "ok" if ratio >= aim else "BELOW"
-    print(f"{name:40} {pg:12.0f} {pgl:7.2f} {api:10.0f} {apil:7.2f} {apip:7.2f} {ratio:6.2f} {'>=' + format(aim, '.2f'):>6} {mark}")
-print(f"(one machine, {cores} cores shared by PostgreSQL, the API and the load generator)")
+tick_us, cpu_known = float(sys.argv[1]), sys.argv[2] == "1"
+pg_i, api_p, pg_s, api_g = (list(map(float, a.split())) for a in sys.argv[3:7])
+cores = sys.argv[7]
+
+def per(ticks, n):
+    return f"{ticks * tick_us / n:.0f}" if cpu_known else "n/a"
+
+print(f"{'':26} {'rate/s':>8} {'avg ms':>7} {'p99 ms':>7} {'ratio':>6} {'aim':>6} | CPU us per request: {'postgres':>8} {'API':>5} {'client':>6}")
+for label, pg, api, aim, name in (
+    ("insert 1 row", pg_i, api_p, 0.70, "POST /users"),
+    ("select 100 newest", pg_s, api_g, 0.60, "GET /users?limit=100"),
+):
+    rate, lat, n, db, cl = pg
+    print(f"{'pgbench ' + label:26} {rate:8.0f} {lat:7.2f} {'':>7} {'':>6} {'':>6} | {'':19} {per(db, n):>8} {'-':>5} {per(cl, n):>6}")
+    arate, alat, ap99, an, adb, aapi, acl = api
+    ratio = arate / rate
+    mark = "ok" if ratio >= aim else "below the aim"
+    print(f"{'API ' + name:26} {arate:8.0f} {alat:7.2f} {ap99:7.2f} {ratio:6.2f} {'>=' + format(aim, '.2f'):>6} | {'':19} {per(adb, an):>8} {per(aapi, an):>5} {per(acl, an):>6}  {mark}")
+print(f"(one machine, {cores} cores shared by PostgreSQL, the API and the load generator; client = pgbench or wrk)")
 EOF

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::store::{Store, StoreError, User, record_failure};
+use super::store::{Page, Store, StoreError, User, record_failure};
 use super::validate;
 use crate::server::{ApiError, ApiQuery};
 
@@ -114,8 +114,8 @@ struct Health<'a> {
 }
 
 #[derive(Serialize)]
-struct UserList {
-    users: Vec<User>,
+struct UserList<'a> {
+    users: &'a Page,
     count: usize,
 }
 
@@ -227,15 +227,27 @@ async fn list_users(State(state): State<AppState>, ApiQuery(params): ApiQuery<Pa
     let mut users = state.store.list(after_id, limit + 1).await?;
     let more = users.len() as i64 > limit;
     users.truncate(limit as usize);
-    let count = users.len();
-    let next = match users.last() {
+    let next = match users.last_id() {
         Some(last) if more => Some(format!(
-            "</users?limit={limit}&after_id={}>; rel=\"next\"",
-            last.id
+            "</users?limit={limit}&after_id={last}>; rel=\"next\""
         )),
         _ => None,
     };
-    let mut response = Json(UserList { users, count }).into_response();
+    let count = users.len();
+    // Sized up front: a page of 100 users is about 12 kB.
+    let mut body = Vec::with_capacity(32 + count * 128);
+    serde_json::to_writer(
+        &mut body,
+        &UserList {
+            users: &users,
+            count,
+        },
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "a page of users could not be serialised");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })?;
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(link) = next.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LINK, link);
     }

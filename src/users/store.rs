@@ -46,6 +46,64 @@ impl<'r> FromRow<'r, PgRow> for User {
     }
 }
 
+/// A user borrowed from a database row: a page of users is serialised straight from the rows
+/// it was read as, without copying every name and email first.
+#[derive(Serialize)]
+struct UserRef<'r> {
+    id: i64,
+    name: &'r str,
+    email: &'r str,
+    #[serde(serialize_with = "rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+impl<'r> FromRow<'r, PgRow> for UserRef<'r> {
+    fn from_row(row: &'r PgRow) -> Result<UserRef<'r>, sqlx::Error> {
+        Ok(UserRef {
+            id: row.try_get(0)?,
+            name: row.try_get(1)?,
+            email: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+        })
+    }
+}
+
+/// Users as read, in id order; serialises as a JSON array of users.
+pub struct Page {
+    rows: Vec<PgRow>,
+    last_id: Option<i64>,
+}
+
+impl Page {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Keeps the first `n` users.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.rows.len() {
+            self.rows.truncate(n);
+            self.last_id = self.rows.last().and_then(|row| row.try_get(0).ok());
+        }
+    }
+
+    /// The id of the last user, for the next page's `after_id`.
+    pub fn last_id(&self) -> Option<i64> {
+        self.last_id
+    }
+}
+
+impl Serialize for Page {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.rows.len()))?;
+        for row in &self.rows {
+            seq.serialize_element(&UserRef::from_row(row).map_err(serde::ser::Error::custom)?)?;
+        }
+        seq.end()
+    }
+}
+
 /// RFC 3339 in UTC, formatted on the stack (a page holds up to 1000 timestamps).
 fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     let mut buffer = [0u8; 48];
@@ -243,15 +301,22 @@ impl Store {
     }
 
     /// Up to `limit` users with an id above `after_id`, by id ascending.
-    pub async fn list(&self, after_id: i64, limit: i64) -> Result<Vec<User>, StoreError> {
+    pub async fn list(&self, after_id: i64, limit: i64) -> Result<Page, StoreError> {
         self.ensure_schema()?;
         let sql = "SELECT id, name, email, created_at FROM users WHERE id > $1 \
                    ORDER BY id LIMIT $2";
-        let select = sqlx::query_as::<_, User>(sql)
+        let select = sqlx::query(sql)
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.pool);
-        self.bounded(select).await
+        let rows = self.bounded(select).await?;
+        // Check every row decodes now, so serialising the page cannot fail later.
+        let mut last_id = None;
+        for row in &rows {
+            let user = UserRef::from_row(row).map_err(|e| StoreError::Other(e.to_string()))?;
+            last_id = Some(user.id);
+        }
+        Ok(Page { rows, last_id })
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, StoreError> {
