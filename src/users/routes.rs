@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::store::{Page, Store, StoreError, User, record_failure};
+use super::store::{Store, StoreError, User, UserRef, record_failure};
 use super::validate;
 use crate::server::{ApiError, ApiQuery};
 
@@ -115,7 +115,7 @@ struct Health<'a> {
 
 #[derive(Serialize)]
 struct UserList<'a> {
-    users: &'a Page,
+    users: &'a [UserRef<'a>],
     count: usize,
 }
 
@@ -224,12 +224,14 @@ async fn list_users(State(state): State<AppState>, ApiQuery(params): ApiQuery<Pa
         Some(v) => number_param("after_id", v, 0, i64::MAX)?,
         None => 0,
     };
-    let mut users = state.store.list(after_id, limit + 1).await?;
+    let page = state.store.list(after_id, limit + 1).await?;
+    let mut users = page.users()?;
     let more = users.len() as i64 > limit;
     users.truncate(limit as usize);
-    let next = match users.last_id() {
+    let next = match users.last() {
         Some(last) if more => Some(format!(
-            "</users?limit={limit}&after_id={last}>; rel=\"next\""
+            "</users?limit={limit}&after_id={}>; rel=\"next\"",
+            last.id
         )),
         _ => None,
     };

@@ -48,13 +48,13 @@ impl<'r> FromRow<'r, PgRow> for User {
 
 /// A user borrowed from a database row: a page of users is serialised straight from the rows
 /// it was read as, without copying every name and email first.
-#[derive(Serialize)]
-struct UserRef<'r> {
-    id: i64,
-    name: &'r str,
-    email: &'r str,
+#[derive(Debug, Serialize)]
+pub struct UserRef<'r> {
+    pub id: i64,
+    pub name: &'r str,
+    pub email: &'r str,
     #[serde(serialize_with = "rfc3339")]
-    created_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
 }
 
 impl<'r> FromRow<'r, PgRow> for UserRef<'r> {
@@ -68,39 +68,18 @@ impl<'r> FromRow<'r, PgRow> for UserRef<'r> {
     }
 }
 
-/// Users as read, in id order; serialises as a JSON array of users.
+/// The rows of one `list` query, in id order.
 pub struct Page {
     rows: Vec<PgRow>,
-    last_id: Option<i64>,
 }
 
 impl Page {
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Keeps the first `n` users.
-    pub fn truncate(&mut self, n: usize) {
-        if n < self.rows.len() {
-            self.rows.truncate(n);
-            self.last_id = self.rows.last().and_then(|row| row.try_get(0).ok());
-        }
-    }
-
-    /// The id of the last user, for the next page's `after_id`.
-    pub fn last_id(&self) -> Option<i64> {
-        self.last_id
-    }
-}
-
-impl Serialize for Page {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.rows.len()))?;
-        for row in &self.rows {
-            seq.serialize_element(&UserRef::from_row(row).map_err(serde::ser::Error::custom)?)?;
-        }
-        seq.end()
+    /// The users, borrowed from the rows.
+    pub fn users(&self) -> Result<Vec<UserRef<'_>>, StoreError> {
+        self.rows
+            .iter()
+            .map(|row| UserRef::from_row(row).map_err(|e| StoreError::Other(e.to_string())))
+            .collect()
     }
 }
 
@@ -309,14 +288,9 @@ impl Store {
             .bind(after_id)
             .bind(limit)
             .fetch_all(&self.pool);
-        let rows = self.bounded(select).await?;
-        // Check every row decodes now, so serialising the page cannot fail later.
-        let mut last_id = None;
-        for row in &rows {
-            let user = UserRef::from_row(row).map_err(|e| StoreError::Other(e.to_string()))?;
-            last_id = Some(user.id);
-        }
-        Ok(Page { rows, last_id })
+        Ok(Page {
+            rows: self.bounded(select).await?,
+        })
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, StoreError> {
