@@ -7,3 +7,4 @@ pub mod guestbook;
 pub mod lint;
 pub mod queue;
 pub mod server;
+pub mod users;

@@ -31,6 +31,8 @@ enum Command {
     Queue(statelab::queue::Config),
     /// Task queue worker: claims tasks with a lease, runs them, retries with backoff
     Worker(statelab::queue::WorkerConfig),
+    /// JSON users API on PostgreSQL (Lab 06, Section 1)
+    Users(statelab::users::Config),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             Command::Worker(c) => statelab::queue::run_worker(c)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Users(c) => statelab::users::run(c).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {

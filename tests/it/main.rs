@@ -8,3 +8,4 @@ mod lint;
 mod manifests;
 mod queue;
 mod support;
+mod users;
