@@ -212,8 +212,40 @@ fn every_statefulset_names_a_headless_service_of_its_lab_that_selects_it() {
     }
 }
 
-/// (object id, container args, probe paths with their ports)
-fn statelab_containers(objects: &[Object]) -> Vec<(String, Vec<String>, Vec<String>)> {
+/// Literal environment of a container: `env` values and ConfigMaps it loads with `envFrom`.
+fn literal_env(container: &Value, namespace: &str, objects: &[Object]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for source in container["envFrom"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(name) = source["configMapRef"]["name"].as_str() else {
+            continue;
+        };
+        if let Some(map) = objects
+            .iter()
+            .find(|o| o.kind() == "ConfigMap" && o.name() == name && o.namespace() == namespace)
+        {
+            env.extend(labels(&map.value["data"]));
+        }
+    }
+    for var in container["env"].as_sequence().cloned().unwrap_or_default() {
+        if let (Some(name), Some(value)) = (var["name"].as_str(), var["value"].as_str()) {
+            env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    env
+}
+
+struct StatelabContainer {
+    id: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    probe_paths: Vec<String>,
+}
+
+fn statelab_containers(objects: &[Object]) -> Vec<StatelabContainer> {
     let mut out = Vec::new();
     for object in objects {
         let Some(template) = object.pod_template() else {
@@ -248,7 +280,12 @@ fn statelab_containers(objects: &[Object]) -> Vec<(String, Vec<String>, Vec<Stri
                 );
                 paths.push(get["path"].as_str().unwrap_or("/").to_owned());
             }
-            out.push((object.id(), args, paths));
+            out.push(StatelabContainer {
+                id: object.id(),
+                args,
+                env: literal_env(container, object.namespace(), objects),
+                probe_paths: paths,
+            });
         }
     }
     out
@@ -257,7 +294,7 @@ fn statelab_containers(objects: &[Object]) -> Vec<(String, Vec<String>, Vec<Stri
 #[test]
 fn every_container_command_is_a_real_statelab_subcommand() {
     let objects = load_objects();
-    for (id, args, _) in statelab_containers(&objects) {
+    for StatelabContainer { id, args, .. } in statelab_containers(&objects) {
         assert!(
             !args.is_empty(),
             "{id}: the statelab image needs a subcommand"
@@ -280,7 +317,13 @@ fn every_container_command_is_a_real_statelab_subcommand() {
 async fn every_probe_path_is_served_by_the_binary() {
     let objects = load_objects();
     let client = support::http();
-    for (id, args, paths) in statelab_containers(&objects) {
+    for container in statelab_containers(&objects) {
+        let StatelabContainer {
+            id,
+            args,
+            env,
+            probe_paths: paths,
+        } = container;
         if paths.is_empty() {
             continue;
         }
@@ -302,7 +345,11 @@ async fn every_probe_path_is_served_by_the_binary() {
             }
             command.push(a);
         }
-        let service = ServiceBuilder::new(&command)
+        let mut builder = ServiceBuilder::new(&command);
+        for (key, value) in &env {
+            builder = builder.env(key, value);
+        }
+        let service = builder
             .env("DATA_DIR", dir.path())
             .current_dir(dir.path())
             .start();
