@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 CONNECTIONS=16
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet
-BIN=target/release/statelab
+# STATELAB_BIN=path runs an already built binary instead of building the release one.
+BIN="${STATELAB_BIN:-target/release/statelab}"
+[ -n "${STATELAB_BIN:-}" ] || cargo build --release --quiet
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -74,4 +75,4 @@ echo "| backend  | idle RSS (MiB) | peak RSS under load (MiB) |"
 echo "|----------|---------------:|--------------------------:|"
 while read -r label idle loaded; do printf "| %-8s | %14s | %25s |\n" "$label" "$idle" "$loaded"; done <"$WORK/memory"
 echo
-python3 bench/lib/startup.py "$BIN" guestbook 5 | python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"start to first 200 on /readyz, fresh data dir (median of 5): {d[\"start_to_ready_ms\"]:.1f} ms; idle RSS {d[\"idle_rss_mib\"]:.1f} MiB")'
+python3 bench/lib/startup.py "$BIN" guestbook 5 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("start to first 200 on /readyz, fresh data dir (median of 5): %.1f ms; idle RSS %.1f MiB" % (d["start_to_ready_ms"], d["idle_rss_mib"]))'

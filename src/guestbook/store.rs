@@ -1,6 +1,6 @@
 //! Where messages live: one SQLite file (the anti-pattern) or PostgreSQL (the fix).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::validate::NewMessage;
@@ -8,7 +8,7 @@ use super::validate::NewMessage;
 pub mod postgres;
 pub mod sqlite;
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Message {
     pub id: i64,
     pub name: String,

@@ -120,20 +120,28 @@ impl SqliteStore {
         }
     }
 
+    /// SQLite answers through a worker thread, one hop per row; building the page's rows as one
+    /// JSON array inside SQLite makes it one hop per request.
     pub async fn list(
         &self,
         limit: u32,
         before_id: Option<i64>,
     ) -> Result<Vec<Message>, StoreError> {
-        sqlx::query_as(
-            "SELECT id, name, message, replica, created_at FROM messages \
-             WHERE id < ? ORDER BY id DESC LIMIT ?",
+        let json: String = sqlx::query_scalar(
+            "SELECT COALESCE(json_group_array(json_object('id', id, 'name', name, \
+             'message', message, 'replica', replica, 'created_at', created_at)), '[]') \
+             FROM (SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?)",
         )
         .bind(before_id.unwrap_or(i64::MAX))
         .bind(limit)
-        .fetch_all(&self.readers)
+        .fetch_one(&self.readers)
         .await
-        .map_err(classify)
+        .map_err(classify)?;
+        let mut messages: Vec<Message> = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Other(format!("unreadable row in messages: {e}")))?;
+        // Aggregate order is not guaranteed by SQL; newest first is.
+        messages.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        Ok(messages)
     }
 
     /// The write transaction reads the guestbook's settings from the config table, then
