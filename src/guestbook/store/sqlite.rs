@@ -140,7 +140,7 @@ impl SqliteStore {
         let mut messages: Vec<Message> = serde_json::from_str(&json)
             .map_err(|e| StoreError::Other(format!("unreadable row in messages: {e}")))?;
         // Aggregate order is not guaranteed by SQL; newest first is.
-        messages.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        messages.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
         Ok(messages)
     }
 
