@@ -1,4 +1,6 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
-pub mod server;
+pub mod demo;
 pub mod guestbook;
+pub mod load;
+pub mod server;

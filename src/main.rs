@@ -17,6 +17,11 @@ struct Cli {
 enum Command {
     /// Seed 000's guestbook: SQLite file by default (breaks when scaled), PostgreSQL as the fix
     Guestbook(statelab::guestbook::Config),
+    /// Concurrent HTTP load against one or more replicas, with an audit of what was stored
+    Load(statelab::load::Args),
+    /// Local multi-replica demonstrations of the lessons
+    #[command(subcommand)]
+    Demo(statelab::demo::DemoCommand),
 }
 
 fn main() -> ExitCode {
@@ -26,7 +31,11 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Guestbook(c) => statelab::guestbook::run(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Guestbook(c) => statelab::guestbook::run(c)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Load(c) => statelab::load::run(c).await,
+            Command::Demo(c) => statelab::demo::run(c).await,
         }
     });
     match result {

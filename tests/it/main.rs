@@ -1,4 +1,6 @@
 //! The one integration-test binary: each module tests one service against real backends.
 
-mod support;
+mod demo_scaling;
 mod guestbook;
+mod load;
+mod support;
