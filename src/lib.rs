@@ -1,6 +1,6 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
-pub mod demo;
+pub mod server;
 pub mod guestbook;
 pub mod load;
-pub mod server;
+pub mod demo;

@@ -31,9 +31,7 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {
-            Command::Guestbook(c) => statelab::guestbook::run(c)
-                .await
-                .map(|()| ExitCode::SUCCESS),
+            Command::Guestbook(c) => statelab::guestbook::run(c).await.map(|()| ExitCode::SUCCESS),
             Command::Load(c) => statelab::load::run(c).await,
             Command::Demo(c) => statelab::demo::run(c).await,
         }

@@ -27,11 +27,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     server::logging::init(config.server.log_format);
     let identity = config.server.identity();
     let store = open_store(&config).await?;
-    tracing::info!(
-        backend = store.backend(),
-        replica = identity.name(),
-        "guestbook starting"
-    );
+    tracing::info!(backend = store.backend(), replica = identity.name(), "guestbook starting");
     let app = Arc::new(Guestbook {
         store,
         identity: identity.clone(),
@@ -44,10 +40,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
     });
     let routes = Router::new()
         .route("/", get(routes::page).post(routes::sign))
-        .route(
-            "/api/messages",
-            get(routes::list_messages).post(routes::post_message),
-        )
+        .route("/api/messages", get(routes::list_messages).post(routes::post_message))
         .route("/health", get(routes::health))
         .route("/static/guestbook.css", get(routes::stylesheet))
         .layer(DefaultBodyLimit::max(validate::BODY_LIMIT_BYTES))
@@ -61,13 +54,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
     match config.database.as_deref() {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Store::Postgres(PgStore::connect(
-                url,
-                config.pool_size,
-                config.secret.clone(),
-            )?))
-        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(
+            Store::Postgres(PgStore::connect(url, config.pool_size, config.secret.clone())?),
+        ),
         database => {
             let path = match database {
                 Some(db) if !db.is_empty() => store::sqlite::path_from(db),
@@ -80,9 +69,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
                 busy_timeout: Duration::from_millis(config.sqlite_busy_timeout_ms),
                 journal_mode: config.sqlite_journal_mode,
             };
-            Ok(Store::Sqlite(
-                SqliteStore::open(settings, config.secret.as_deref()).await?,
-            ))
+            Ok(Store::Sqlite(SqliteStore::open(settings, config.secret.as_deref()).await?))
         }
     }
 }

@@ -36,10 +36,7 @@ impl Guestbook {
         metrics::counter!("guestbook_writes_total", "result" => outcome).increment(1);
         if matches!(result, Err(StoreError::Locked)) {
             metrics::counter!("guestbook_lock_errors_total").increment(1);
-            tracing::warn!(
-                replica = self.identity.name(),
-                "write failed: database is locked"
-            );
+            tracing::warn!(replica = self.identity.name(), "write failed: database is locked");
         }
         result
     }
@@ -56,8 +53,9 @@ struct MessageView {
 
 impl From<Message> for MessageView {
     fn from(m: Message) -> Self {
-        let format =
-            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        );
         MessageView {
             created_at: m.created_at.format(&format).unwrap_or_default(),
             name: m.name,
@@ -97,10 +95,7 @@ pub struct SignForm {
     message: String,
 }
 
-pub async fn page(
-    State(app): Shared,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+pub async fn page(State(app): Shared, query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Response {
     let posted = query.ok().and_then(|Query(q)| q.posted);
     render(&app, StatusCode::OK, None, posted, "", "").await
 }
@@ -125,15 +120,8 @@ pub async fn sign(State(app): Shared, form: Result<Form<SignForm>, FormRejection
                 title: "Please check your message".into(),
                 detail: reason,
             };
-            return render(
-                &app,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(problem),
-                None,
-                &form.name,
-                &form.message,
-            )
-            .await;
+            return render(&app, StatusCode::UNPROCESSABLE_ENTITY, Some(problem), None, &form.name, &form.message)
+                .await;
         }
     };
     match app.write(&new).await {
@@ -222,9 +210,7 @@ async fn render(
     };
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
-        Err(error) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
+        Err(error) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
     }
 }
 
@@ -247,24 +233,15 @@ pub struct ListQuery {
     before_id: Option<i64>,
 }
 
-pub async fn list_messages(
-    State(app): Shared,
-    ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<Response, ApiError> {
+pub async fn list_messages(State(app): Shared, ApiQuery(query): ApiQuery<ListQuery>) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(app.page_size);
     if !(1..=LIST_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::bad_request(format!(
             "limit must be between 1 and {LIST_LIMIT_MAX}"
         )));
     }
-    let messages = app
-        .store
-        .list(limit, query.before_id)
-        .await
-        .map_err(|e| api_error(&app, e))?;
-    let next_before_id = (messages.len() == limit as usize)
-        .then(|| messages.last().map(|m| m.id))
-        .flatten();
+    let messages = app.store.list(limit, query.before_id).await.map_err(|e| api_error(&app, e))?;
+    let next_before_id = (messages.len() == limit as usize).then(|| messages.last().map(|m| m.id)).flatten();
     Ok(ApiJson(json!({
         "messages": messages,
         "count": messages.len(),
@@ -281,10 +258,7 @@ pub struct PostMessage {
     message: String,
 }
 
-pub async fn post_message(
-    State(app): Shared,
-    ApiJson(body): ApiJson<PostMessage>,
-) -> Result<Response, ApiError> {
+pub async fn post_message(State(app): Shared, ApiJson(body): ApiJson<PostMessage>) -> Result<Response, ApiError> {
     let new = validate::new_message(&body.name, &body.message).map_err(ApiError::unprocessable)?;
     let message = app.write(&new).await.map_err(|e| api_error(&app, e))?;
     Ok((StatusCode::CREATED, ApiJson(message)).into_response())
@@ -300,9 +274,7 @@ fn api_error(app: &Guestbook, error: StoreError) -> ApiError {
                 "detail",
                 "another replica holds the SQLite write lock; the message was not stored",
             ),
-        StoreError::Closed => {
-            ApiError::new(StatusCode::FORBIDDEN, error.to_string()).with("stored", false)
-        }
+        StoreError::Closed => ApiError::new(StatusCode::FORBIDDEN, error.to_string()).with("stored", false),
         StoreError::Unavailable(_) => ApiError::unavailable(error.to_string())
             .with("replica", replica)
             .with("stored", false),

@@ -54,11 +54,7 @@ impl Store {
     }
 
     /// Newest first; `before_id` pages further back.
-    pub async fn list(
-        &self,
-        limit: u32,
-        before_id: Option<i64>,
-    ) -> Result<Vec<Message>, StoreError> {
+    pub async fn list(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<Message>, StoreError> {
         match self {
             Store::Sqlite(s) => s.list(limit, before_id).await,
             Store::Postgres(s) => s.list(limit, before_id).await,

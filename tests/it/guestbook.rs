@@ -108,15 +108,8 @@ async fn one_replica_never_locks_under_200_concurrent_posts() {
     replica.wait_ready().await;
 
     let outcome = post_many(&[&replica], 200, 200).await;
-    assert!(
-        outcome.other.is_empty(),
-        "unexpected answers: {:?}",
-        outcome.other
-    );
-    assert!(
-        outcome.locked.is_empty(),
-        "one replica reported lock errors"
-    );
+    assert!(outcome.other.is_empty(), "unexpected answers: {:?}", outcome.other);
+    assert!(outcome.locked.is_empty(), "one replica reported lock errors");
     assert_eq!(outcome.stored.len(), 200);
 
     let messages = all_messages(&replica).await;
@@ -137,11 +130,7 @@ async fn three_replicas_on_one_file_report_lock_errors_and_lose_nothing() {
     let refs: Vec<&Service> = replicas.iter().collect();
     let outcome = post_many(&refs, 600, 24).await;
 
-    assert!(
-        outcome.other.is_empty(),
-        "unexpected answers: {:?}",
-        outcome.other
-    );
+    assert!(outcome.other.is_empty(), "unexpected answers: {:?}", outcome.other);
     assert!(
         !outcome.locked.is_empty(),
         "three replicas sharing one file must show lock errors"
@@ -150,21 +139,14 @@ async fn three_replicas_on_one_file_report_lock_errors_and_lose_nothing() {
 
     let messages = all_messages(&replicas[0]).await;
     let names = stored_names(&messages);
-    assert_eq!(
-        messages.len(),
-        outcome.stored.len(),
-        "exactly the acknowledged writes are stored"
-    );
+    assert_eq!(messages.len(), outcome.stored.len(), "exactly the acknowledged writes are stored");
     for name in outcome.stored.keys() {
         assert!(names.contains(name), "acknowledged {name} is missing");
     }
     for name in &outcome.locked {
         assert!(!names.contains(name), "rejected {name} was stored anyway");
     }
-    let served_by: HashSet<&str> = messages
-        .iter()
-        .map(|m| m["replica"].as_str().unwrap())
-        .collect();
+    let served_by: HashSet<&str> = messages.iter().map(|m| m["replica"].as_str().unwrap()).collect();
     assert!(served_by.len() > 1, "writes came from several replicas");
 
     // A restarted replica keeps every stored row (nothing is wiped at startup).
@@ -194,26 +176,12 @@ async fn replicas_started_together_on_an_empty_directory_all_become_ready() {
     let client = support::http();
     let mut secrets = HashSet::new();
     for r in &replicas {
-        let page = client
-            .get(r.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let line = page
-            .lines()
-            .find(|l| l.contains("id=\"secret\""))
-            .unwrap()
-            .to_owned();
+        let page = client.get(r.url("/")).send().await.unwrap().text().await.unwrap();
+        let line = page.lines().find(|l| l.contains("id=\"secret\"")).unwrap().to_owned();
         secrets.insert(line);
     }
     assert_eq!(secrets.len(), 1, "{secrets:?}");
-    assert!(
-        all_messages(&replicas[0]).await.is_empty(),
-        "startup wrote no messages"
-    );
+    assert!(all_messages(&replicas[0]).await.is_empty(), "startup wrote no messages");
 }
 
 #[tokio::test]
@@ -227,11 +195,7 @@ async fn postgres_replicas_never_lock_and_store_everything() {
     }
     let refs: Vec<&Service> = replicas.iter().collect();
     let outcome = post_many(&refs, 600, 24).await;
-    assert!(
-        outcome.other.is_empty(),
-        "unexpected answers: {:?}",
-        outcome.other
-    );
+    assert!(outcome.other.is_empty(), "unexpected answers: {:?}", outcome.other);
     assert!(outcome.locked.is_empty(), "PostgreSQL reported lock errors");
     assert_eq!(outcome.stored.len(), 600);
     let messages = all_messages(&replicas[1]).await;
@@ -262,78 +226,18 @@ async fn hostile_input_gets_the_right_4xx_and_nothing_is_stored_or_unescaped() {
     let long = "x".repeat(10_000);
     let huge = "x".repeat(20_000);
     let json_cases: Vec<(&str, String, &str, u16)> = vec![
-        (
-            "empty name",
-            json!({"name":"","message":"hi"}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "blank message",
-            json!({"name":"a","message":"   "}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "51-char name",
-            json!({"name":"n".repeat(51),"message":"hi"}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "10 kB message",
-            json!({"name":"a","message":long}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "20 kB body",
-            json!({"name":"a","message":huge}).to_string(),
-            "application/json",
-            413,
-        ),
-        (
-            "bell in name",
-            json!({"name":"a\u{7}b","message":"hi"}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "NUL in message",
-            json!({"name":"a","message":"x\u{0}y"}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "invalid JSON",
-            "{\"name\": \"a\", ".to_owned(),
-            "application/json",
-            400,
-        ),
-        (
-            "wrong content type",
-            "name=a&message=b".to_owned(),
-            "text/plain",
-            415,
-        ),
-        (
-            "missing field",
-            json!({"name":"a"}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "unknown field",
-            json!({"name":"a","message":"b","admin":true}).to_string(),
-            "application/json",
-            422,
-        ),
-        (
-            "number as name",
-            json!({"name":5,"message":"b"}).to_string(),
-            "application/json",
-            422,
-        ),
+        ("empty name", json!({"name":"","message":"hi"}).to_string(), "application/json", 422),
+        ("blank message", json!({"name":"a","message":"   "}).to_string(), "application/json", 422),
+        ("51-char name", json!({"name":"n".repeat(51),"message":"hi"}).to_string(), "application/json", 422),
+        ("10 kB message", json!({"name":"a","message":long}).to_string(), "application/json", 422),
+        ("20 kB body", json!({"name":"a","message":huge}).to_string(), "application/json", 413),
+        ("bell in name", json!({"name":"a\u{7}b","message":"hi"}).to_string(), "application/json", 422),
+        ("NUL in message", json!({"name":"a","message":"x\u{0}y"}).to_string(), "application/json", 422),
+        ("invalid JSON", "{\"name\": \"a\", ".to_owned(), "application/json", 400),
+        ("wrong content type", "name=a&message=b".to_owned(), "text/plain", 415),
+        ("missing field", json!({"name":"a"}).to_string(), "application/json", 422),
+        ("unknown field", json!({"name":"a","message":"b","admin":true}).to_string(), "application/json", 422),
+        ("number as name", json!({"name":5,"message":"b"}).to_string(), "application/json", 422),
         ("array body", "[1,2]".to_owned(), "application/json", 422),
     ];
     for (case, body, content_type, expected) in &json_cases {
@@ -346,43 +250,15 @@ async fn hostile_input_gets_the_right_4xx_and_nothing_is_stored_or_unescaped() {
             .unwrap();
         assert_eq!(response.status().as_u16(), *expected, "case {case}");
         let error: Value = response.json().await.unwrap_or(Value::Null);
-        assert!(
-            error["error"].is_string(),
-            "case {case}: JSON error body, got {error}"
-        );
+        assert!(error["error"].is_string(), "case {case}: JSON error body, got {error}");
     }
 
     let form_cases: Vec<(&str, String, &str, u16)> = vec![
-        (
-            "empty name",
-            "name=&message=hi".into(),
-            "application/x-www-form-urlencoded",
-            422,
-        ),
-        (
-            "10 kB message",
-            format!("name=a&message={long}"),
-            "application/x-www-form-urlencoded",
-            422,
-        ),
-        (
-            "control characters",
-            "name=a%07&message=hi".into(),
-            "application/x-www-form-urlencoded",
-            422,
-        ),
-        (
-            "missing field",
-            "name=a".into(),
-            "application/x-www-form-urlencoded",
-            422,
-        ),
-        (
-            "JSON to the form",
-            json!({"name":"a","message":"b"}).to_string(),
-            "application/json",
-            415,
-        ),
+        ("empty name", "name=&message=hi".into(), "application/x-www-form-urlencoded", 422),
+        ("10 kB message", format!("name=a&message={long}"), "application/x-www-form-urlencoded", 422),
+        ("control characters", "name=a%07&message=hi".into(), "application/x-www-form-urlencoded", 422),
+        ("missing field", "name=a".into(), "application/x-www-form-urlencoded", 422),
+        ("JSON to the form", json!({"name":"a","message":"b"}).to_string(), "application/json", 415),
     ];
     for (case, body, content_type, expected) in &form_cases {
         let response = client
@@ -394,16 +270,10 @@ async fn hostile_input_gets_the_right_4xx_and_nothing_is_stored_or_unescaped() {
             .unwrap();
         assert_eq!(response.status().as_u16(), *expected, "form case {case}");
         let page = response.text().await.unwrap();
-        assert!(
-            page.contains("id=\"error\""),
-            "form case {case}: a visible message"
-        );
+        assert!(page.contains("id=\"error\""), "form case {case}: a visible message");
         assert!(page.contains("not stored"), "form case {case}");
     }
-    assert!(
-        all_messages(&replica).await.is_empty(),
-        "nothing rejected was stored"
-    );
+    assert!(all_messages(&replica).await.is_empty(), "nothing rejected was stored");
 
     // Markup and quotes are stored as typed and escaped once on the page.
     let typed = "<script>alert('x')</script> & \"quotes\"";
@@ -416,29 +286,13 @@ async fn hostile_input_gets_the_right_4xx_and_nothing_is_stored_or_unescaped() {
     assert_eq!(created.status().as_u16(), 201);
     let stored = all_messages(&replica).await;
     assert_eq!(stored[0]["message"], typed);
-    let page = client
-        .get(replica.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        !page.contains("<script>alert"),
-        "script tag unescaped on the page"
-    );
+    let page = client.get(replica.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("<script>alert"), "script tag unescaped on the page");
     assert!(!page.contains("<b>bold</b>"));
-    assert!(
-        page.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; &#34;quotes&#34;")
-    );
+    assert!(page.contains("&#60;script&#62;alert(&#39;x&#39;)&#60;/script&#62; &#38; &#34;quotes&#34;"));
     assert!(!page.contains("&amp;#60;"), "no double escaping");
 
-    let bad_limit = client
-        .get(format!("{api}?limit=100000"))
-        .send()
-        .await
-        .unwrap();
+    let bad_limit = client.get(format!("{api}?limit=100000")).send().await.unwrap();
     assert_eq!(bad_limit.status().as_u16(), 400);
     let bad_limit = client.get(format!("{api}?limit=abc")).send().await.unwrap();
     assert_eq!(bad_limit.status().as_u16(), 400);
@@ -545,18 +399,8 @@ async fn page_posts_redirect_and_show_lock_errors() {
     let names = stored_names(&all_messages(&replica).await);
     assert!(!names.contains("Bob"));
 
-    let metrics = client
-        .get(replica.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("guestbook_lock_errors_total 1"),
-        "{metrics}"
-    );
+    let metrics = client.get(replica.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("guestbook_lock_errors_total 1"), "{metrics}");
     assert!(metrics.contains("route=\"/\""));
 }
 

@@ -1,6 +1,6 @@
 //! The one integration-test binary: each module tests one service against real backends.
 
-mod demo_scaling;
+mod support;
 mod guestbook;
 mod load;
-mod support;
+mod demo_scaling;

@@ -65,17 +65,11 @@ impl PgStore {
         if self.schema_ready.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(
-                "schema not in place yet (database unreachable?)".into(),
-            ))
+            Err(StoreError::Unavailable("schema not in place yet (database unreachable?)".into()))
         }
     }
 
-    pub async fn list(
-        &self,
-        limit: u32,
-        before_id: Option<i64>,
-    ) -> Result<Vec<Message>, StoreError> {
+    pub async fn list(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<Message>, StoreError> {
         self.require_schema()?;
         sqlx::query_as(
             "SELECT id, name, message, replica, created_at FROM messages \
@@ -112,10 +106,7 @@ impl PgStore {
 
     pub async fn check(&self) -> Result<(), StoreError> {
         self.require_schema()?;
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(classify)?;
         Ok(())
     }
 }

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::Connection;
 use time::OffsetDateTime;
 
 use super::{Message, Secret, StoreError, classify, is_sqlite_busy};
@@ -35,10 +35,7 @@ pub struct SqliteSettings {
 }
 
 impl SqliteStore {
-    pub async fn open(
-        settings: SqliteSettings,
-        secret: Option<&str>,
-    ) -> anyhow::Result<SqliteStore> {
+    pub async fn open(settings: SqliteSettings, secret: Option<&str>) -> anyhow::Result<SqliteStore> {
         if let Some(dir) = settings.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
@@ -120,11 +117,7 @@ impl SqliteStore {
         }
     }
 
-    pub async fn list(
-        &self,
-        limit: u32,
-        before_id: Option<i64>,
-    ) -> Result<Vec<Message>, StoreError> {
+    pub async fn list(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<Message>, StoreError> {
         sqlx::query_as(
             "SELECT id, name, message, replica, created_at FROM messages \
              WHERE id < ? ORDER BY id DESC LIMIT ?",
