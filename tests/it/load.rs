@@ -392,3 +392,91 @@ async fn the_audit_reports_a_rejected_write_found_in_storage_as_phantom() {
     assert_eq!(count(audit, &["lost"]), 0);
     assert_eq!(count(audit, &["rejected"]), 5);
 }
+
+/// A plain TCP server that answers every HTTP request with 200 and counts the connections
+/// it accepted: the client side's connection behaviour, observed from the outside.
+struct CountingServer {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingServer {
+    fn start() -> CountingServer {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut writer = stream;
+                    loop {
+                        // Read one request head (these requests have no body).
+                        let mut close = false;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line.to_ascii_lowercase().starts_with("connection: close") {
+                                close = true;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-served-by: counter\r\n\r\nok";
+                        if writer.write_all(answer.as_bytes()).is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CountingServer { port, accepted }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn a_new_connection_per_request_unless_keep_alive() {
+    let server = CountingServer::start();
+    let target = format!("http://127.0.0.1:{}", server.port);
+    let output = run_load(vec![
+        target.clone(),
+        "-n".into(),
+        "40".into(),
+        "-c".into(),
+        "4".into(),
+    ])
+    .await;
+    let report = parse_report(&output);
+    assert_eq!(count(&report, &["counts", "ok"]), 40, "{report}");
+    assert_eq!(server.accepted(), 40, "one connection per request");
+
+    let output = run_load(vec![
+        target,
+        "-n".into(),
+        "40".into(),
+        "-c".into(),
+        "4".into(),
+        "--keep-alive".into(),
+    ])
+    .await;
+    let report = parse_report(&output);
+    assert_eq!(count(&report, &["counts", "ok"]), 40, "{report}");
+    assert_eq!(
+        server.accepted(),
+        40 + 4,
+        "keep-alive: one connection per worker"
+    );
+    assert_eq!(report["replicas"][0]["replica"], "counter");
+}
