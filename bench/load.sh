@@ -5,16 +5,20 @@
 # with the same concurrency and duration; the table shows each tool's requests/s and the
 # ratio. Goal: statelab load --keep-alive reaches at least 80% of wrk.
 #
-# Usage: bench/load.sh            (DURATION=10 CONNECTIONS=64 ROUNDS=2 to change)
-# Needs: target/release/statelab (cargo build --release), wrk (apt-get install -y wrk), jq, curl.
+# Usage: bench/load.sh            (DURATION=3 CONNECTIONS=64 ROUNDS=6 THREADS=2 to change)
+# Also shows the CPU time each tool and the server spend per request (user + system), which
+# is far less sensitive than the rates to other processes competing for the CPUs.
+#
+# Needs: target/release/statelab (cargo build --release), wrk (apt-get install -y wrk), jq,
+# curl, /usr/bin/time (Debian package time).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/statelab}
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-6}
 
 [ -x "$BIN" ] || { echo "missing $BIN: run cargo build --release" >&2; exit 1; }
 if ! command -v wrk >/dev/null; then
@@ -24,6 +28,7 @@ fi
 for tool in jq curl; do
     command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install -y $tool)" >&2; exit 1; }
 done
+[ -x /usr/bin/time ] || { echo "/usr/bin/time is not installed (apt-get install -y time)" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 SERVER_PID=
@@ -47,19 +52,36 @@ done
 BASE="http://127.0.0.1:$PORT"
 until curl -fsS "$BASE/readyz" >/dev/null 2>&1; do sleep 0.05; done
 
-wrk_rate() { # path keep-alive|close
-    local args=()
+server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
+TICK=$(getconf CLK_TCK)
+
+# One measurement: prints "requests_per_s client_cpu_us_per_request server_cpu_us_per_request".
+run_wrk() { # path keep-alive|close
+    local args=() before after
     [ "$2" = close ] && args=(-H "Connection: close")
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" "$BASE$1" \
-        | awk '/^Requests\/sec:/ {print $2}'
+    before=$(server_ticks)
+    /usr/bin/time -f "%U %S" -o "$WORK/time" \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" "$BASE$1" >"$WORK/out"
+    after=$(server_ticks)
+    local n rate
+    n=$(awk '/requests in/ {print $1}' "$WORK/out")
+    rate=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/out")
+    awk -v r="$rate" -v n="$n" -v s="$((after - before))" -v t="$TICK" \
+        '{ printf "%s %.1f %.1f\n", r, ($1 + $2) * 1e6 / n, s * 1e6 / t / n }' "$WORK/time"
 }
-ours_rate() { # path keep-alive|close
-    local args=()
+run_ours() { # path keep-alive|close
+    local args=() before after
     [ "$2" = keep-alive ] && args=(--keep-alive)
-    "$BIN" load "$BASE" --path "$1" -c "$CONNECTIONS" -d "${DURATION}s" --progress off --json "${args[@]}" \
-        | jq -r .rate_per_s
+    before=$(server_ticks)
+    /usr/bin/time -f "%U %S" -o "$WORK/time" \
+        "$BIN" load "$BASE" --path "$1" -c "$CONNECTIONS" -d "${DURATION}s" --progress off --json "${args[@]}" >"$WORK/out"
+    after=$(server_ticks)
+    local n rate
+    n=$(jq .sent "$WORK/out")
+    rate=$(jq .rate_per_s "$WORK/out")
+    awk -v r="$rate" -v n="$n" -v s="$((after - before))" -v t="$TICK" \
+        '{ printf "%s %.1f %.1f\n", r, ($1 + $2) * 1e6 / n, s * 1e6 / t / n }' "$WORK/time"
 }
-best() { sort -g | tail -n1; }
 
 # Warm up both paths once.
 wrk -t1 -c8 -d1s "$BASE/healthz" >/dev/null
@@ -67,15 +89,17 @@ wrk -t1 -c8 -d1s "$BASE/healthz" >/dev/null
 
 rows=()
 measure() { # label path keep-alive|close
-    local label=$1 path=$2 mode=$3 w=() o=()
+    local label=$1 path=$2 mode=$3
+    : >"$WORK/wrk.txt"
+    : >"$WORK/ours.txt"
     for _ in $(seq 1 "$ROUNDS"); do
-        w+=("$(wrk_rate "$path" "$mode")")
-        o+=("$(ours_rate "$path" "$mode")")
+        run_wrk "$path" "$mode" >>"$WORK/wrk.txt"
+        run_ours "$path" "$mode" >>"$WORK/ours.txt"
     done
-    local wb ob
-    wb=$(printf '%s\n' "${w[@]}" | best)
-    ob=$(printf '%s\n' "${o[@]}" | best)
-    rows+=("$(awk -v l="$label" -v w="$wb" -v o="$ob" 'BEGIN { printf "| %-40s | %10.0f | %14.0f | %5.0f%% |", l, w, o, (w > 0 ? 100 * o / w : 0) }')")
+    # Best rate of the rounds (the quietest moment for each tool); mean CPU per request.
+    rows+=("$(paste "$WORK/wrk.txt" "$WORK/ours.txt" | awk -v l="$label" '
+        { if ($1 > w) w = $1; if ($4 > o) o = $4; wc += $2; oc += $5; sc += ($3 + $6) / 2; n++ }
+        END { printf "| %-40s | %9.0f | %9.0f | %4.0f%% | %6.1f | %6.1f | %6.1f |", l, w, o, (w > 0 ? 100 * o / w : 0), wc / n, oc / n, sc / n }')")
 }
 
 measure "GET /healthz, keep-alive" /healthz keep-alive
@@ -84,8 +108,9 @@ measure "GET /healthz, new connection per request" /healthz close
 
 echo
 echo "statelab load vs wrk: same guestbook ($BASE, release build), ${CONNECTIONS} connections,"
-echo "${DURATION} s per measurement, best of ${ROUNDS} interleaved rounds, $(nproc) CPU(s) shared by server and client"
+echo "${DURATION} s per measurement, ${ROUNDS} interleaved rounds (best rate of each tool; CPU: mean),"
+echo "$(nproc) CPU(s) shared by server, client and anything else running"
 echo
-echo "| endpoint                                 |  wrk req/s | statelab req/s | ratio |"
-echo "|------------------------------------------|-----------:|---------------:|------:|"
+echo "| endpoint                                 | wrk req/s | ours req/s | ratio | wrk CPU µs/req | ours CPU µs/req | server CPU µs/req |"
+echo "|------------------------------------------|----------:|-----------:|------:|------:|------:|------:|"
 printf '%s\n' "${rows[@]}"

@@ -261,21 +261,48 @@ pub async fn execute(
         plan,
     });
     let reporter = progress.start(live, shared.plan.limit, started);
-    let workers: Vec<_> = (0..shared.plan.concurrency)
-        .map(|i| {
-            let client = (!clients.is_empty()).then(|| clients[i % clients.len()].clone());
-            let worker = Worker {
+    // Like wrk: one event loop per CPU, each running its share of the workers on a
+    // single-threaded runtime, so a request never wakes a task on another thread.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(shared.plan.concurrency);
+    let mut results = Vec::with_capacity(threads);
+    for thread in 0..threads {
+        let workers: Vec<Worker> = (thread..shared.plan.concurrency)
+            .step_by(threads)
+            .map(|i| Worker {
                 connections: (0..shared.targets.len()).map(|_| None).collect(),
-                client,
+                client: (!clients.is_empty()).then(|| clients[i % clients.len()].clone()),
                 shared: shared.clone(),
                 tally: Tally::default(),
-            };
-            tokio::spawn(worker.run())
-        })
-        .collect();
+            })
+            .collect();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<Tally, tokio::task::JoinError>>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a load thread's runtime")?;
+        std::thread::Builder::new()
+            .name(format!("load-{thread}"))
+            .spawn(move || {
+                let tally = runtime.block_on(async move {
+                    let handles: Vec<_> =
+                        workers.into_iter().map(|w| tokio::spawn(w.run())).collect();
+                    let mut tally = Tally::default();
+                    for handle in handles {
+                        tally.merge(handle.await?);
+                    }
+                    Ok(tally)
+                });
+                let _ = tx.send(tally);
+            })
+            .context("cannot start a load thread")?;
+        results.push(rx);
+    }
     let mut tally = Tally::default();
-    for handle in workers {
-        tally.merge(handle.await.context("a load worker failed")?);
+    for result in results {
+        let thread_tally = result.await.context("a load thread stopped")?;
+        tally.merge(thread_tally.context("a load worker failed")?);
     }
     let elapsed = started.elapsed();
     reporter.finish().await;
@@ -423,8 +450,11 @@ impl Worker {
             };
             let (parts, body) = response.into_parts();
             let replica = parts.headers.get("x-served-by").cloned();
-            let bytes = match drive(&mut open.conn, body.collect()).await {
-                Ok(collected) => collected.to_bytes(),
+            // Read the whole answer, keeping it only when it has to be read (a 503 that may
+            // be a lock error): no copy of every page into one buffer.
+            let keep = parts.status.as_u16() == 503;
+            let bytes = match drive(&mut open.conn, read_body(body, keep)).await {
+                Ok(bytes) => bytes,
                 Err(_) => return Err(Failure::Connection(replica)),
             };
             if plan.keep_alive && open.conn.is_some() && !open.sender.is_closed() {
@@ -514,6 +544,20 @@ async fn connect(target: &Target, within: Duration) -> Result<Open, Failure> {
         sender,
         conn: Some(Box::pin(conn)),
     })
+}
+
+/// Reads a body to its end; returns its bytes only when `keep` (at most 64 KiB of them).
+async fn read_body(mut body: hyper::body::Incoming, keep: bool) -> Result<Bytes, hyper::Error> {
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data()
+            && keep
+            && kept.len() < 64 * 1024
+        {
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(kept))
 }
 
 /// Polls `work` to completion while driving the connection it depends on.

@@ -1,8 +1,6 @@
 //! How each answer is classified, and the counts and latency histograms kept per worker and
 //! merged at the end (no shared lock on the hot path).
 
-use std::collections::HashMap;
-
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -170,7 +168,8 @@ pub struct Tally {
     pub all: Histogram<u64>,
     /// acknowledged answers only
     pub ok: Histogram<u64>,
-    pub replicas: HashMap<String, ReplicaTally>,
+    /// By replica name, in order of first appearance (a handful: a linear scan beats hashing)
+    pub replicas: Vec<(String, ReplicaTally)>,
     /// (audit key, class) per request, only when auditing
     pub keys: Vec<(String, Class)>,
 }
@@ -181,11 +180,16 @@ impl Default for Tally {
             counts: Counts::default(),
             all: new_histogram(),
             ok: new_histogram(),
-            replicas: HashMap::new(),
+            replicas: Vec::new(),
             keys: Vec::new(),
         }
     }
 }
+
+/// Distinct `X-Served-By` values tracked one by one; the rest share one row.
+const MAX_REPLICAS: usize = 256;
+/// The row for replicas beyond [`MAX_REPLICAS`].
+pub const OTHER_REPLICAS: &str = "(other replicas)";
 
 /// Per-replica key for requests that got no answer (so no `X-Served-By`).
 pub const NO_ANSWER: &str = "(no answer)";
@@ -206,14 +210,43 @@ impl Tally {
             (None, Some(_)) => NO_HEADER,
             (None, None) => NO_ANSWER,
         };
-        let entry = match self.replicas.get_mut(key) {
-            Some(entry) => entry,
-            None => self.replicas.entry(key.to_owned()).or_default(),
+        let index = match self.replicas.iter().position(|(name, _)| name == key) {
+            Some(index) => index,
+            None if self.replicas.len() < MAX_REPLICAS => {
+                self.replicas
+                    .push((key.to_owned(), ReplicaTally::default()));
+                self.replicas.len() - 1
+            }
+            None => self.other_replicas(),
         };
+        let entry = &mut self.replicas[index].1;
         entry.counts.add(class);
         if let Some(micros) = micros {
             entry.latency.saturating_record(micros.max(1));
         }
+    }
+
+    fn other_replicas(&mut self) -> usize {
+        match self
+            .replicas
+            .iter()
+            .position(|(name, _)| name == OTHER_REPLICAS)
+        {
+            Some(index) => index,
+            None => {
+                self.replicas
+                    .push((OTHER_REPLICAS.to_owned(), ReplicaTally::default()));
+                self.replicas.len() - 1
+            }
+        }
+    }
+
+    /// The figures of one replica, by name.
+    pub fn replica(&self, name: &str) -> Option<&ReplicaTally> {
+        self.replicas
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| r)
     }
 
     pub fn merge(&mut self, other: Tally) {
@@ -222,7 +255,14 @@ impl Tally {
         let _ = self.all.add(&other.all);
         let _ = self.ok.add(&other.ok);
         for (name, theirs) in other.replicas {
-            let mine = self.replicas.entry(name).or_default();
+            let index = match self.replicas.iter().position(|(mine, _)| *mine == name) {
+                Some(index) => index,
+                None => {
+                    self.replicas.push((name, ReplicaTally::default()));
+                    self.replicas.len() - 1
+                }
+            };
+            let mine = &mut self.replicas[index].1;
             mine.counts.merge(&theirs.counts);
             let _ = mine.latency.add(&theirs.latency);
         }
@@ -266,9 +306,9 @@ mod tests {
         a.merge(b);
         assert_eq!(a.counts.total(), 4);
         assert_eq!(a.counts.other_errors(), 1);
-        assert_eq!(a.replicas["r0"].counts.total(), 2);
-        assert_eq!(a.replicas[NO_ANSWER].counts.timeout, 1);
-        assert_eq!(a.replicas[NO_HEADER].counts.ok, 1);
+        assert_eq!(a.replica("r0").unwrap().counts.total(), 2);
+        assert_eq!(a.replica(NO_ANSWER).unwrap().counts.timeout, 1);
+        assert_eq!(a.replica(NO_HEADER).unwrap().counts.ok, 1);
         assert_eq!(a.all.len(), 3);
         assert_eq!(a.ok.len(), 2);
         let latency = Latency::of(&a.all).unwrap();
