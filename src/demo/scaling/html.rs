@@ -159,7 +159,7 @@ fn chart(
 
 /// The smallest of 1, 2, 5 × 10^k at or above `value` (at least 1).
 fn nice_ceiling(value: f64) -> f64 {
-    if !(value > 1.0) {
+    if value.is_nan() || value <= 1.0 {
         return 1.0;
     }
     let magnitude = 10f64.powf(value.log10().floor());

@@ -115,10 +115,10 @@ impl Service {
         let client = super::http();
         let deadline = Instant::now() + within;
         loop {
-            if let Ok(response) = client.get(self.url(path)).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = client.get(self.url(path)).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             if Instant::now() > deadline {
                 panic!(
