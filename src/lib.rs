@@ -5,6 +5,7 @@ pub mod counter;
 pub mod demo;
 pub mod guestbook;
 pub mod lint;
+pub mod load;
 pub mod queue;
 pub mod server;
 pub mod users;

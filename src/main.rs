@@ -33,6 +33,8 @@ enum Command {
     Worker(statelab::queue::WorkerConfig),
     /// JSON users API on PostgreSQL (Lab 06, Section 1)
     Users(statelab::users::Config),
+    /// Concurrent HTTP load against one or more replicas, with an audit of what was stored
+    Load(statelab::load::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Users(c) => statelab::users::run(c).await.map(|()| ExitCode::SUCCESS),
+            Command::Load(c) => statelab::load::run(c).await,
         }
     });
     match result {

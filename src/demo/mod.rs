@@ -4,11 +4,15 @@
 mod identity;
 mod local_replica;
 mod persistence;
+pub mod scaling;
 
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DemoCommand {
+    /// Seed 000's lesson as one table: the guestbook at 1, 2 and 3 replicas sharing one
+    /// SQLite file, the "busy timeout" workaround, and PostgreSQL
+    Scaling(scaling::Args),
     /// A counter replica killed with kill -9 and restarted on the same directory keeps its
     /// count (also after `counter init` runs again)
     Persistence(persistence::Args),
@@ -23,6 +27,7 @@ pub enum DemoCommand {
 pub async fn run(command: DemoCommand) -> anyhow::Result<ExitCode> {
     let demo = async move {
         match command {
+            DemoCommand::Scaling(args) => scaling::run(args).await,
             DemoCommand::Persistence(args) => persistence::run(args).await,
             DemoCommand::Identity(args) => identity::run(args).await,
             DemoCommand::Queue(args) => crate::queue::demo::run(args)

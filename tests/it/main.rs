@@ -3,8 +3,10 @@
 mod browser;
 mod cache;
 mod counter;
+mod demo_scaling;
 mod guestbook;
 mod lint;
+mod load;
 mod manifests;
 mod queue;
 mod support;
