@@ -61,7 +61,12 @@ pub struct Args {
     /// PostgreSQL server for the PostgreSQL rows (a fresh database is created for each row
     /// and dropped after it). Default: postgres://postgres@127.0.0.1:5432/postgres when it
     /// answers; skipped with a note when unreachable
-    #[arg(long, env = "DEMO_POSTGRES_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "DEMO_POSTGRES_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub postgres: Option<String>,
 
     /// Skip the PostgreSQL rows
@@ -410,6 +415,7 @@ async fn run_setup(
     let dir_text = dir
         .to_str()
         .context("the temporary directory's path is not UTF-8")?;
+    let mut database_env = None;
     let storage: Vec<String> = match (&setup.backend, database_url) {
         (
             Backend::Sqlite {
@@ -429,12 +435,12 @@ async fn run_setup(
             "--sqlite-journal-mode".into(),
             "delete".into(),
         ],
-        (Backend::Postgres, Some(url)) => vec![
-            "--data-dir".into(),
-            dir_text.into(),
-            "--database".into(),
-            url,
-        ],
+        // The URL may hold a password: it goes to the replicas in DATABASE_URL, not on
+        // their command line where `ps` shows it.
+        (Backend::Postgres, Some(url)) => {
+            database_env = Some(url);
+            vec!["--data-dir".into(), dir_text.into()]
+        }
         (Backend::Postgres, None) => bail!("a PostgreSQL setup needs a database URL"),
     };
     let starting = Instant::now();
@@ -442,6 +448,7 @@ async fn run_setup(
         ctx.supervisor.start(Launch {
             name: format!("guestbook-{i}"),
             args: storage.clone(),
+            database_url: database_env.clone(),
             dir: &dir,
         })
     });

@@ -41,6 +41,8 @@ pub struct Launch<'a> {
     pub name: String,
     /// Arguments after `guestbook` (storage flags)
     pub args: Vec<String>,
+    /// `DATABASE_URL` for the replica (kept off its command line); removed when `None`
+    pub database_url: Option<String>,
     /// Working directory (no stray `.env` is read from elsewhere) and home of the log file
     pub dir: &'a Path,
 }
@@ -85,6 +87,7 @@ impl Supervisor {
             .args(&launch.args)
             .current_dir(launch.dir)
             .env("RUST_LOG", "info")
+            .env_remove("DATABASE_URL")
             .env_remove("DB_POOL_SIZE")
             .env_remove("REQUEST_TIMEOUT_MS")
             .env_remove("SHUTDOWN_TIMEOUT_MS")
@@ -93,6 +96,9 @@ impl Supervisor {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        if let Some(url) = &launch.database_url {
+            command.env("DATABASE_URL", url);
+        }
         // SAFETY: prctl is async-signal-safe and touches only the new process.
         unsafe {
             command.pre_exec(|| {
