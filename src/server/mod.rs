@@ -8,6 +8,7 @@ mod layers;
 pub mod logging;
 pub mod metrics;
 mod probes;
+pub mod schema;
 mod shutdown;
 
 pub use error::{ApiError, ApiJson, ApiQuery};

@@ -38,27 +38,15 @@ impl PgStore {
     }
 
     fn migrate_in_background(&self) {
-        let pool = self.pool.clone();
-        let ready = self.schema_ready.clone();
-        tokio::spawn(async move {
-            let mut migrator = sqlx::migrate!("migrations/guestbook/postgres");
-            migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match migrator.run(&pool).await {
-                    Ok(()) => {
-                        ready.store(true, Ordering::SeqCst);
-                        tracing::info!("guestbook schema is in place");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "database not ready");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(2));
-                    }
-                }
-            }
-        });
+        let mut migrator = sqlx::migrate!("migrations/guestbook/postgres");
+        migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
+        crate::server::schema::migrate_in_background(
+            self.pool.clone(),
+            migrator,
+            self.schema_ready.clone(),
+            Duration::from_secs(2),
+            "guestbook",
+        );
     }
 
     fn require_schema(&self) -> Result<(), StoreError> {

@@ -57,27 +57,15 @@ impl PgBackend {
     }
 
     fn migrate_in_background(&self) {
-        let pool = self.pool.clone();
-        let ready = self.schema_ready.clone();
-        tokio::spawn(async move {
-            let mut migrator = sqlx::migrate!("migrations/queue");
-            migrator.dangerous_set_table_name("_sqlx_migrations_queue");
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match migrator.run(&pool).await {
-                    Ok(()) => {
-                        ready.store(true, Ordering::SeqCst);
-                        tracing::info!("queue schema is in place");
-                        return;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "database not ready");
-                        tokio::time::sleep(delay).await;
-                        delay = next_delay(delay);
-                    }
-                }
-            }
-        });
+        let mut migrator = sqlx::migrate!("migrations/queue");
+        migrator.dangerous_set_table_name("_sqlx_migrations_queue");
+        crate::server::schema::migrate_in_background(
+            self.pool.clone(),
+            migrator,
+            self.schema_ready.clone(),
+            Duration::from_secs(5),
+            "queue",
+        );
     }
 
     fn require_schema(&self) -> Result<(), BackendError> {
