@@ -1,0 +1,190 @@
+# Images, assembled from files on this machine (no image is ever pulled) and pushed to the
+# loopback registry under the exact names the manifests and the seeds use:
+#   - the cluster's own: pause, CoreDNS, local-path-provisioner (our builds of upstream code);
+#   - statelab:0.1.0 from the project's binary, with busybox and curl for `kubectl exec`;
+#   - stand-ins for the official postgres/redis/busybox/curl images, from Debian's packages,
+#     whose entrypoints honour the contract the manifests rely on (docs/cluster.md says which).
+# shellcheck shell=bash
+
+IMAGE_WORK=$STATE_DIR/image-build
+STATELAB_IMAGE=statelab:0.1.0
+# Every tag the labs and the seeds name for each backend; one build serves them all.
+POSTGRES_TAGS=(postgres:17.6)
+REDIS_TAGS=(redis:7.4.7-alpine)
+BUSYBOX_TAGS=(busybox:latest busybox:1.36 busybox:1.37)
+CURL_TAGS=(curlimages/curl:latest curlimages/curl:8.11.1)
+
+crane() { "$BIN_DIR/crane" "$@"; }
+
+# docker.io/library/busybox:latest -> 127.0.0.1:5055/library/busybox:latest; containerd maps
+# every registry name to this one registry (hosts.toml), keeping the path.
+registry_ref() {
+    local ref=$1 first=${1%%/*}
+    case "$ref" in
+    */*)
+        # A first component with a dot or a colon (or "localhost") is a registry host.
+        if [[ $first == *.* || $first == *:* || $first == localhost ]]; then
+            ref=${ref#*/}
+        fi
+        ;;
+    *) ref=library/$ref ;;
+    esac
+    [[ $ref == */* ]] || ref=library/$ref
+    echo "$REGISTRY_ADDR/$ref"
+}
+
+rootfs_new() { # rootfs_new <dir>: an empty tree with /etc/passwd, /etc/group and a /tmp
+    local root=$1
+    rm -rf "$root"
+    mkdir -p "$root"/{bin,etc,tmp,usr/bin,usr/lib,usr/local/bin,var/run,proc,sys,dev}
+    chmod 1777 "$root/tmp"
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    printf 'hosts: files dns\npasswd: files\ngroup: files\n' >"$root/etc/nsswitch.conf"
+}
+
+rootfs_user() { # rootfs_user <dir> <name> <uid> <gid> <home>
+    echo "$2:x:$3:$4:$2:$5:/bin/sh" >>"$1/etc/passwd"
+    grep -q ":$4:" "$1/etc/group" || echo "$2:x:$4:" >>"$1/etc/group"
+}
+
+# rootfs_add <dir> <path>...: files or directories at the same path, symlinks kept.
+rootfs_add() {
+    local root=$1
+    shift
+    cp -a --parents "$@" "$root/"
+}
+
+# rootfs_add_binary <dir> <file>...: dynamically linked programs with every library they load.
+rootfs_add_binary() {
+    local root=$1 f lib
+    shift
+    for f in "$@"; do
+        cp -L --parents "$f" "$root/"
+        for lib in $(ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\t\/[^ ]+ \(/ {print $1}'); do
+            [ -e "$root$lib" ] || cp -L --parents "$lib" "$root/"
+        done
+    done
+}
+
+rootfs_add_busybox() { # sh, cat, nslookup, wget, ... as busybox applets in /bin
+    local root=$1 applet
+    command -v busybox >/dev/null || die "busybox-static is missing (apt-get install busybox-static)"
+    cp "$(command -v busybox)" "$root/bin/busybox"
+    for applet in $(busybox --list); do
+        [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+    done
+}
+
+# push_image <rootfs> <name:tag> [crane mutate flags...]: one layer from the tree, the image
+# config from the flags, pushed under every name given with --also <name:tag>.
+push_image() {
+    local root=$1 name=$2 tar also=() mutate=() ref
+    shift 2
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --also ]; then
+            also+=("$2")
+            shift 2
+        else
+            mutate+=("$1")
+            shift
+        fi
+    done
+    tar=$IMAGE_WORK/$(echo "$name" | tr '/:' '__').tar
+    tar -C "$root" --numeric-owner --sort=name --mtime=@0 -cf "$tar" .
+    ref=$(registry_ref "$name")
+    crane append --platform linux/amd64 -f "$tar" -t "$ref" >/dev/null
+    crane mutate "$ref" --set-platform linux/amd64 "${mutate[@]}" -t "$ref" >/dev/null
+    local other
+    for other in "${also[@]}"; do
+        crane copy "$ref" "$(registry_ref "$other")" >/dev/null
+    done
+    rm -f "$tar"
+    log "image $name${also:+ (also ${also[*]})}"
+}
+
+build_system_images() {
+    mkdir -p "$IMAGE_WORK"
+    local root=$IMAGE_WORK/rootfs
+    rootfs_new "$root"
+    cp "$BIN_DIR/pause" "$root/pause"
+    push_image "$root" "registry.k8s.io/pause:$PAUSE_VERSION" --entrypoint /pause --user 65535:65535
+
+    rootfs_new "$root"
+    cp "$BIN_DIR/coredns" "$root/coredns"
+    push_image "$root" "registry.k8s.io/coredns/coredns:$COREDNS_VERSION" --entrypoint /coredns --user 65532:65532
+
+    rootfs_new "$root"
+    cp "$BIN_DIR/local-path-provisioner" "$root/usr/bin/"
+    push_image "$root" "docker.io/rancher/local-path-provisioner:$LOCAL_PATH_PROVISIONER_VERSION" \
+        --entrypoint local-path-provisioner -e PATH=/usr/bin:/bin
+
+    # busybox: the seeds' test pods and the provisioner's helper pods.
+    rootfs_new "$root"
+    rootfs_add_busybox "$root"
+    push_image "$root" "${BUSYBOX_TAGS[0]}" --cmd sh -e PATH=/bin:/usr/bin \
+        $(printf -- '--also %s ' "${BUSYBOX_TAGS[@]:1}")
+    rm -rf "$root"
+}
+
+statelab_binary() {
+    if [ -n "${STATELAB_BIN:-}" ]; then
+        [ -x "$STATELAB_BIN" ] || die "STATELAB_BIN=$STATELAB_BIN is not an executable"
+        echo "$STATELAB_BIN"
+        return
+    fi
+    log "building statelab (cargo build --release)"
+    (cd "$REPO_ROOT" && cargo build --release --locked >&2)
+    echo "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/statelab"
+}
+
+build_lab_images() {
+    mkdir -p "$IMAGE_WORK"
+    local root=$IMAGE_WORK/rootfs bin
+    bin=$(statelab_binary)
+
+    # statelab: as the Dockerfile's image (UID 10001, /data, DATA_DIR), on busybox + curl.
+    rootfs_new "$root"
+    rootfs_add_busybox "$root"
+    rootfs_add_binary "$root" /usr/bin/curl
+    install -m 0755 "$bin" "$root/usr/local/bin/statelab"
+    rootfs_user "$root" statelab 10001 10001 /data
+    mkdir -p "$root/data" && chown 10001:10001 "$root/data"
+    push_image "$root" "$STATELAB_IMAGE" --entrypoint statelab --cmd guestbook --user 10001:10001 \
+        -e PATH=/usr/local/bin:/usr/bin:/bin -e DATA_DIR=/data --exposed-ports 8000,8080
+
+    # curlimages/curl: curl as the entrypoint, or any command given after it.
+    rootfs_new "$root"
+    rootfs_add_busybox "$root"
+    rootfs_add_binary "$root" /usr/bin/curl
+    rootfs_user "$root" curl_user 100 101 /home/curl_user
+    install -m 0755 "$CLUSTER_SRC/images/curl-entrypoint.sh" "$root/entrypoint.sh"
+    push_image "$root" "${CURL_TAGS[0]}" --entrypoint /entrypoint.sh --cmd curl --user 100:101 \
+        -e PATH=/usr/bin:/bin $(printf -- '--also %s ' "${CURL_TAGS[@]:1}")
+
+    # postgres: Debian's PostgreSQL 15 under the pinned official name.
+    local pgbin
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    rootfs_new "$root"
+    rootfs_add_busybox "$root"
+    rootfs_add "$root" "$(dirname "$pgbin")" "/usr/share/postgresql/$(basename "$(dirname "$pgbin")")" /usr/share/zoneinfo
+    rootfs_add_binary "$root" "$pgbin"/* "$(dirname "$pgbin")"/lib/*.so
+    rootfs_user "$root" postgres 999 999 /var/lib/postgresql
+    mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$root/docker-entrypoint-initdb.d"
+    chown -R 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql"
+    chmod 3777 "$root/var/run/postgresql"
+    install -m 0755 "$CLUSTER_SRC/images/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+    push_image "$root" "${POSTGRES_TAGS[0]}" --entrypoint docker-entrypoint.sh --cmd postgres --user 999:999 \
+        -e "PATH=/usr/local/bin:$pgbin:/usr/bin:/bin" -e PGDATA=/var/lib/postgresql/data -e LANG=C.UTF-8 \
+        --exposed-ports 5432 $(printf -- '--also %s ' "${POSTGRES_TAGS[@]:1}")
+
+    # redis: Debian's redis-server and redis-cli under the pinned official name.
+    rootfs_new "$root"
+    rootfs_add_busybox "$root"
+    rootfs_add_binary "$root" /usr/bin/redis-server /usr/bin/redis-cli
+    rootfs_user "$root" redis 999 1000 /data
+    mkdir -p "$root/data" && chown 999:1000 "$root/data"
+    push_image "$root" "${REDIS_TAGS[0]}" --cmd redis-server --workdir /data --user 999:1000 \
+        -e PATH=/usr/local/bin:/usr/bin:/bin --exposed-ports 6379 $(printf -- '--also %s ' "${REDIS_TAGS[@]:1}")
+    rm -rf "$root"
+}
