@@ -192,9 +192,22 @@ run_helm_counter() { # seed 002's chart, installed, tested and upgraded by real 
     kubectl delete namespace "$ns" --wait=true >/dev/null
 }
 
+run_guestbook() { # seed 000's hostPath volume needs its directory on the node (docs/guestbook.md)
+    local dir=/mnt/data/guestbook created=""
+    if [ "$own_cluster" = 1 ]; then # the node is this machine
+        [ -d /mnt/data ] || created=/mnt/data
+        [ -d "$dir" ] || created=${created:-$dir}
+        install -d -o 10001 -g 10001 "$dir"
+    fi
+    local status=0
+    run_manifest_lab guestbook "$ROOT/deploy/k8s/guestbook/" smoke_guestbook guestbook stateful-app-service || status=$?
+    [ -n "$created" ] && [ "$status" = 0 ] && rm -rf "$created"
+    return "$status"
+}
+
 run_lab() {
     case "$1" in
-    guestbook) run_manifest_lab "$1" "$ROOT/deploy/k8s/guestbook/" smoke_guestbook guestbook stateful-app-service ;;
+    guestbook) run_guestbook ;;
     guestbook-postgres) run_manifest_lab "$1" "$ROOT/deploy/k8s/guestbook-postgres/" smoke_guestbook guestbook-postgres guestbook ;;
     users) run_manifest_lab "$1" "$ROOT/deploy/k8s/users/" smoke_users ;;
     cache) run_manifest_lab "$1" "$ROOT/deploy/k8s/cache/" smoke_cache ;;

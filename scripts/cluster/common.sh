@@ -85,6 +85,27 @@ stop_process() {
     rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.cmd"
 }
 
+# write_config <file>: standard input into the file, only if its content changes (kube-proxy
+# exits when its configuration file is rewritten, and a second `up` must change nothing).
+# A change sets CONFIG_CHANGED=1, so the caller restarts the component that reads it.
+CONFIG_CHANGED=0
+write_config() {
+    local file=$1 tmp
+    tmp=$(mktemp "$file.XXXXXX")
+    cat >"$tmp"
+    if cmp -s "$tmp" "$file"; then
+        rm -f "$tmp"
+    else
+        mv "$tmp" "$file"
+        CONFIG_CHANGED=1
+    fi
+}
+
+restart_if_changed() { # restart_if_changed <name>: after write_config, stop it so it starts anew
+    [ "$CONFIG_CHANGED" = 1 ] && is_running "$1" && stop_process "$1"
+    CONFIG_CHANGED=0
+}
+
 # wait_for <seconds> <what> <command...>: retry the command once a second.
 wait_for() {
     local timeout=$1 what=$2 i

@@ -19,18 +19,17 @@ crane() { "$BIN_DIR/crane" "$@"; }
 # docker.io/library/busybox:latest -> 127.0.0.1:5055/library/busybox:latest; containerd maps
 # every registry name to this one registry (hosts.toml), keeping the path.
 registry_ref() {
-    local ref=$1 first=${1%%/*}
-    case "$ref" in
-    */*)
-        # A first component with a dot or a colon (or "localhost") is a registry host.
-        if [[ $first == *.* || $first == *:* || $first == localhost ]]; then
-            ref=${ref#*/}
-        fi
-        ;;
-    *) ref=library/$ref ;;
-    esac
-    [[ $ref == */* ]] || ref=library/$ref
-    echo "$REGISTRY_ADDR/$ref"
+    local ref=$1 host=docker.io path=$1 first=${1%%/*}
+    # A first component with a dot or a colon (or "localhost") names a registry.
+    if [[ $ref == */* ]] && [[ $first == *.* || $first == *:* || $first == localhost ]]; then
+        host=$first
+        path=${ref#*/}
+    fi
+    # Docker Hub's official images live under library/, as containerd asks for them.
+    if [[ $host == docker.io && $path != */* ]]; then
+        path=library/$path
+    fi
+    echo "$REGISTRY_ADDR/$path"
 }
 
 rootfs_new() { # rootfs_new <dir>: an empty tree with /etc/passwd, /etc/group and a /tmp
@@ -50,9 +49,10 @@ rootfs_user() { # rootfs_user <dir> <name> <uid> <gid> <home>
 
 # rootfs_add <dir> <path>...: files or directories at the same path, symlinks kept.
 rootfs_add() {
-    local root=$1
+    local root=$1 path rel=()
     shift
-    cp -a --parents "$@" "$root/"
+    for path in "$@"; do rel+=("${path#/}"); done
+    tar -C / -cf - "${rel[@]}" | tar -C "$root" -xf -
 }
 
 # rootfs_add_binary <dir> <file>...: dynamically linked programs with every library they load.
@@ -79,7 +79,7 @@ rootfs_add_busybox() { # sh, cat, nslookup, wget, ... as busybox applets in /bin
 # push_image <rootfs> <name:tag> [crane mutate flags...]: one layer from the tree, the image
 # config from the flags, pushed under every name given with --also <name:tag>.
 push_image() {
-    local root=$1 name=$2 tar also=() mutate=() ref
+    local root=$1 name=$2 tar also=() mutate=() ref other
     shift 2
     while [ $# -gt 0 ]; do
         if [ "$1" = --also ]; then
@@ -93,12 +93,12 @@ push_image() {
     tar=$IMAGE_WORK/$(echo "$name" | tr '/:' '__').tar
     tar -C "$root" --numeric-owner --sort=name --mtime=@0 -cf "$tar" .
     ref=$(registry_ref "$name")
-    crane append --platform linux/amd64 -f "$tar" -t "$ref" >/dev/null
-    crane mutate "$ref" --set-platform linux/amd64 "${mutate[@]}" -t "$ref" >/dev/null
-    local other
-    for other in "${also[@]}"; do
-        crane copy "$ref" "$(registry_ref "$other")" >/dev/null
-    done
+    # crane reports every blob on stderr: kept in the log, shown only on failure.
+    (
+        crane append --platform linux/amd64 -f "$tar" -t "$ref" &&
+            crane mutate "$ref" --set-platform linux/amd64 "${mutate[@]}" -t "$ref" &&
+            for other in "${also[@]}"; do crane copy "$ref" "$(registry_ref "$other")" || exit 1; done
+    ) >>"$LOG_DIR/images.log" 2>&1 || die "pushing $name failed (see $LOG_DIR/images.log)"
     rm -f "$tar"
     log "image $name${also:+ (also ${also[*]})}"
 }
@@ -148,6 +148,7 @@ build_lab_images() {
     rootfs_add_busybox "$root"
     rootfs_add_binary "$root" /usr/bin/curl
     install -m 0755 "$bin" "$root/usr/local/bin/statelab"
+    strip --strip-debug "$root/usr/local/bin/statelab" # a test build's debug info is most of its size
     rootfs_user "$root" statelab 10001 10001 /data
     mkdir -p "$root/data" && chown 10001:10001 "$root/data"
     push_image "$root" "$STATELAB_IMAGE" --entrypoint statelab --cmd guestbook --user 10001:10001 \
@@ -168,7 +169,10 @@ build_lab_images() {
     rootfs_new "$root"
     rootfs_add_busybox "$root"
     rootfs_add "$root" "$(dirname "$pgbin")" "/usr/share/postgresql/$(basename "$(dirname "$pgbin")")" /usr/share/zoneinfo
-    rootfs_add_binary "$root" "$pgbin"/* "$(dirname "$pgbin")"/lib/*.so
+    # Without the JIT (it would bring 130 MB of LLVM): PostgreSQL runs without it when absent.
+    rm -rf "$root$(dirname "$pgbin")"/lib/llvmjit* "$root$(dirname "$pgbin")/lib/bitcode"
+    rootfs_add_binary "$root" "$pgbin"/* $(ls "$(dirname "$pgbin")"/lib/*.so | grep -v /llvmjit)
+    rootfs_add "$root" /usr/lib/locale/C.utf8
     rootfs_user "$root" postgres 999 999 /var/lib/postgresql
     mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$root/docker-entrypoint-initdb.d"
     chown -R 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql"
@@ -184,7 +188,8 @@ build_lab_images() {
     rootfs_add_binary "$root" /usr/bin/redis-server /usr/bin/redis-cli
     rootfs_user "$root" redis 999 1000 /data
     mkdir -p "$root/data" && chown 999:1000 "$root/data"
-    push_image "$root" "${REDIS_TAGS[0]}" --cmd redis-server --workdir /data --user 999:1000 \
+    install -m 0755 "$CLUSTER_SRC/images/redis-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+    push_image "$root" "${REDIS_TAGS[0]}" --entrypoint docker-entrypoint.sh --cmd redis-server --workdir /data --user 999:1000 \
         -e PATH=/usr/local/bin:/usr/bin:/bin --exposed-ports 6379 $(printf -- '--also %s ' "${REDIS_TAGS[@]:1}")
     rm -rf "$root"
 }

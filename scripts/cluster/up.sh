@@ -22,8 +22,8 @@ check_built() {
 # Neither range may overlap a route the machine already has: pod traffic must never find a
 # way off the machine through an existing network.
 check_address_ranges() {
-    ip -4 route show table all | awk '$1 != "default" && $1 != "broadcast" && $1 != "local" && $1 != "unreachable" {print $1} $1 == "local" || $1 == "broadcast" {print $2}' |
-        grep -v "dev $BRIDGE" | python3 -c '
+    ip -4 route show table all | grep -v "dev $BRIDGE\( \|$\)" |
+        awk '$1 == "local" || $1 == "broadcast" {print $2; next} $1 != "default" {print $1}' | python3 -c '
 import ipaddress, sys
 ours = [ipaddress.ip_network(c) for c in sys.argv[1:]]
 for line in sys.stdin:
@@ -32,7 +32,7 @@ for line in sys.stdin:
     except ValueError:
         continue
     for o in ours:
-        if net.overlaps(o) and not (net.prefixlen >= 8 and str(net).startswith("127.")):
+        if net.overlaps(o):
             sys.exit(f"{o} overlaps the existing route {net}; set STATELAB_POD_CIDR / STATELAB_SERVICE_CIDR")
 ' "$POD_CIDR" "$SERVICE_CIDR"
 }
@@ -130,20 +130,21 @@ control_plane_up() {
 
 containerd_up() {
     local dir=$STATE_DIR/containerd host
+    CONFIG_CHANGED=0
     mkdir -p "$dir/certs.d" "$STATE_DIR/cni/net.d" "$RUN_DIR/containerd"
     # Every registry name resolves to the loopback registry, with no upstream to fall back on:
     # a pull never leaves the machine, and an image that is not there fails at once.
     for host in _default docker.io registry-1.docker.io index.docker.io registry.k8s.io k8s.gcr.io \
         gcr.io quay.io ghcr.io mcr.microsoft.com public.ecr.aws registry.gitlab.com "$REGISTRY_ADDR"; do
         mkdir -p "$dir/certs.d/$host"
-        cat >"$dir/certs.d/$host/hosts.toml" <<TOML
+        write_config "$dir/certs.d/$host/hosts.toml" <<TOML
 server = "http://$REGISTRY_ADDR"
 
 [host."http://$REGISTRY_ADDR"]
   capabilities = ["pull", "resolve"]
 TOML
     done
-    cat >"$dir/config.toml" <<TOML
+    write_config "$dir/config.toml" <<TOML
 version = 2
 root = "$dir/root"
 state = "$RUN_DIR/containerd/state"
@@ -157,6 +158,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "registry.k8s.io/pause:$PAUSE_VERSION"
   stream_server_address = "127.0.0.1"
   enable_unprivileged_ports = false
+  # This machine's root has no CAP_SYS_RESOURCE, so no process may lower an OOM score below
+  # its own: containerd clamps the scores kubelet asks for (-998 for sandboxes) at 0.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -172,7 +176,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 TOML
     # The pod network: the bridge `up` made, host-local addresses from the node's /24, no
     # masquerade (nothing is meant to leave), hairpin so a pod can reach itself via a Service.
-    cat >"$STATE_DIR/cni/net.d/10-statelab.conflist" <<JSON
+    write_config "$STATE_DIR/cni/net.d/10-statelab.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "statelab",
@@ -193,16 +197,18 @@ TOML
   ]
 }
 JSON
+    restart_if_changed containerd
     PATH=/usr/sbin:/usr/bin:/sbin:/bin start_process containerd containerd --config "$dir/config.toml"
     wait_for 60 containerd ctr --address "$CONTAINERD_SOCK" version
 }
 
 kubelet_up() {
     local dir=$STATE_DIR/kubelet
+    CONFIG_CHANGED=0
     mkdir -p "$dir/root" "$STATE_DIR/pod-logs"
     # No nameserver for pods with dnsPolicy Default: the machine's resolvers are not theirs.
-    : >"$dir/resolv.conf"
-    cat >"$dir/config.yaml" <<YAML
+    [ -f "$dir/resolv.conf" ] || : >"$dir/resolv.conf"
+    write_config "$dir/config.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -237,20 +243,23 @@ evictionHard:
 imageGCHighThresholdPercent: 98
 imageGCLowThresholdPercent: 95
 YAML
+    restart_if_changed kubelet
     start_process kubelet "$BIN_DIR/kubelet" --config "$dir/config.yaml" \
         --kubeconfig "$STATE_DIR/kubelet.kubeconfig" --hostname-override "$NODE_NAME" \
-        --node-ip "$NODE_IP" --root-dir "$dir/root"
+        --node-ip "$NODE_IP" --root-dir "$dir/root" --oom-score-adj=0
     wait_for 120 "node $NODE_NAME to register" kubectl_admin get node "$NODE_NAME"
 }
 
 proxy_up() {
-    cat >"$STATE_DIR/kube-proxy.yaml" <<YAML
+    CONFIG_CHANGED=0
+    write_config "$STATE_DIR/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:
   kubeconfig: $STATE_DIR/kube-proxy.kubeconfig
 mode: iptables
 hostnameOverride: $NODE_NAME
+oomScoreAdj: 0
 clusterCIDR: $POD_CIDR
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
@@ -264,6 +273,7 @@ conntrack:
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
 YAML
+    restart_if_changed kube-proxy
     start_process kube-proxy "$BIN_DIR/kube-proxy" --config "$STATE_DIR/kube-proxy.yaml"
 }
 
