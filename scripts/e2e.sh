@@ -15,7 +15,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 ALL_LABS=(guestbook guestbook-postgres users cache queue queue-redis counter visits helm-counter)
-ROLLOUT_TIMEOUT=${E2E_ROLLOUT_TIMEOUT:-300s}
+ROLLOUT_TIMEOUT=${E2E_ROLLOUT_TIMEOUT:-300} # seconds
 
 say() { printf '[e2e] %s\n' "$*" >&2; }
 
@@ -37,13 +37,23 @@ namespaces_of() {
         sort -u | grep -v '^$' || true
 }
 
-wait_workloads() { # every Deployment and StatefulSet of the namespace rolled out and ready
-    local ns=$1 w
+# Every Deployment and StatefulSet of the namespace rolled out and ready; a pod that cannot
+# start (crash loop, image or configuration error) fails the lab at once, with its reason.
+wait_workloads() {
+    local ns=$1 deadline=$((SECONDS + ROLLOUT_TIMEOUT)) w stuck
     for w in $(kubectl get deployments,statefulsets -n "$ns" -o name); do
-        kubectl rollout status -n "$ns" "$w" --timeout="$ROLLOUT_TIMEOUT" >/dev/null || {
-            echo "$w in $ns did not become ready"
-            return 1
-        }
+        until kubectl rollout status -n "$ns" "$w" --timeout=2s >/dev/null 2>&1; do
+            stuck=$(kubectl get pods -n "$ns" -o jsonpath='{range .items[*]}{range .status.initContainerStatuses[*]}{.state.waiting.reason}{" "}{.name}{"\n"}{end}{range .status.containerStatuses[*]}{.state.waiting.reason}{" "}{.name}{"\n"}{end}{end}' |
+                grep -E '^(CrashLoopBackOff|ErrImagePull|ImagePullBackOff|CreateContainerConfigError|CreateContainerError|InvalidImageName|RunContainerError) ' | head -1)
+            if [ -n "$stuck" ]; then
+                echo "$w in $ns cannot start: $stuck"
+                return 1
+            fi
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                echo "$w in $ns not ready after ${ROLLOUT_TIMEOUT}s"
+                return 1
+            fi
+        done
     done
 }
 
@@ -81,6 +91,7 @@ smoke_users() { # seed 001 §1: /health, then the first POST /users and the list
     http "http://$ip:8000/health" | expect '"status":"healthy"' "GET /health"
     http "http://$ip:8000/users?name=Alice&email=alice@example.com" -X POST | expect '"name":"Alice"' "POST /users"
     http "http://$ip:8000/users" | expect 'alice@example.com' "GET /users"
+    policy_blocks lab-06-users postgres-0 5432
 }
 
 smoke_cache() { # seed 001 §2: /health, then POST /cache/mykey/myvalue and GET it back
@@ -89,6 +100,7 @@ smoke_cache() { # seed 001 §2: /health, then POST /cache/mykey/myvalue and GET 
     http "http://$ip:8000/health" | expect '"status":"healthy"' "GET /health"
     http "http://$ip:8000/cache/mykey/myvalue" -X POST >/dev/null
     http "http://$ip:8000/cache/mykey" | expect 'myvalue' "GET /cache/mykey"
+    policy_blocks lab-06-cache redis-0 6379
 }
 
 smoke_queue() { # seed 001 §3: a task enqueued through the API is run by a worker
@@ -121,11 +133,28 @@ smoke_visits() { # seed 004: a visit through the Service's DNS name is counted i
     kubectl exec -n "$ns" web-app-0 -- cat visits | expect '1' "the visits file of web-app-0"
 }
 
+# The lab's NetworkPolicies are enforced: a pod in another namespace (where no policy limits
+# its egress) cannot open a connection to the lab's backend pod, while the same pod reaches
+# CoreDNS's pod, which no policy protects (so a pass is not nc failing for another reason).
+policy_blocks() { # policy_blocks <namespace> <pod> <port>
+    local ns=$1 pod=$2 port=$3 target control out
+    target=$(kubectl get pod -n "$ns" "$pod" -o jsonpath='{.status.podIP}')
+    control=$(kubectl get pods -n kube-system -l k8s-app=kube-dns -o jsonpath='{.items[0].status.podIP}')
+    out=$(kubectl run -n default "e2e-intruder-$ns" --image=busybox:latest --restart=Never --rm -i --quiet \
+        --pod-running-timeout=120s -- sh -c "nc -z -w 3 $control 1053 && echo CONTROL-OK;
+            nc -z -w 3 $target $port && echo CONNECTED || echo BLOCKED" 2>&1) || true
+    case "$out" in
+    *CONTROL-OK*BLOCKED*) return 0 ;;
+    *CONNECTED*) echo "NetworkPolicy not enforced: a pod outside $ns reached $pod:$port"; return 1 ;;
+    *) echo "policy check for $ns could not run: $out"; return 1 ;;
+    esac
+}
+
 # Delete the lab and check nothing of it is left: namespace, PVCs and their volumes.
-delete_lab() {
+delete_lab() { # delete_lab <dir or /dev/null> <namespace>...
     local dir=$1 ns
     shift
-    kubectl delete -f "$dir" --ignore-not-found --wait=true --timeout=180s >/dev/null
+    [ "$dir" = /dev/null ] || kubectl delete -f "$dir" --ignore-not-found --wait=true --timeout=180s >/dev/null
     for ns in "$@"; do
         kubectl delete pvc --all -n "$ns" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
         kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=180s >/dev/null
@@ -154,14 +183,26 @@ diagnose() { # what a failing lab looked like, for the log
 }
 
 run_manifest_lab() { # <lab> <dir> <smoke function> [smoke args...]
-    local lab=$1 dir=$2 smoke=$3 nss
+    local lab=$1 dir=$2 smoke=$3 nss ns
     shift 3
     mapfile -t nss < <(namespaces_of "$dir")
-    kubectl apply -f "$dir" >/dev/null || { echo "kubectl apply -f $dir failed"; return 1; }
-    local ns
-    for ns in "${nss[@]}"; do wait_workloads "$ns" || { diagnose "${nss[@]}"; return 1; }; done
-    "$smoke" "$@" || { diagnose "${nss[@]}"; return 1; }
+    if ! kubectl apply -f "$dir" >/dev/null; then
+        echo "kubectl apply -f $dir failed"
+        delete_lab "$dir" "${nss[@]}" >/dev/null 2>&1
+        return 1
+    fi
+    for ns in "${nss[@]}"; do
+        wait_workloads "$ns" || { failed_lab "$dir" "${nss[@]}"; return 1; }
+    done
+    "$smoke" "$@" || { failed_lab "$dir" "${nss[@]}"; return 1; }
     delete_lab "$dir" "${nss[@]}"
+}
+
+failed_lab() { # failed_lab <dir> <namespace>...: show what it looked like, then remove it
+    local dir=$1
+    shift
+    diagnose "$@"
+    delete_lab "$dir" "$@" >/dev/null 2>&1 || true
 }
 
 run_queue_redis() { # the queue on its Redis backend, as docs/queue.md switches it
@@ -170,26 +211,35 @@ run_queue_redis() { # the queue on its Redis backend, as docs/queue.md switches 
     kubectl apply -f "$ROOT/deploy/k8s/queue/redis-backend/" >/dev/null
     kubectl patch configmap queue-config -n "$ns" --type merge -p '{"data":{"QUEUE_BACKEND":"redis"}}' >/dev/null
     kubectl rollout restart -n "$ns" deployment/queue-api deployment/queue-worker >/dev/null
-    wait_workloads "$ns" || { diagnose "$ns"; return 1; }
-    smoke_queue || { diagnose "$ns"; return 1; }
+    local status=0
+    wait_workloads "$ns" && smoke_queue || status=1
+    [ "$status" = 0 ] || diagnose "$ns"
     kubectl delete -f "$ROOT/deploy/k8s/queue/redis-backend/" --ignore-not-found --wait=true >/dev/null
-    delete_lab "$ROOT/deploy/k8s/queue/" "$ns"
+    delete_lab "$ROOT/deploy/k8s/queue/" "$ns" || status=1
+    return "$status"
 }
 
 run_helm_counter() { # seed 002's chart, installed, tested and upgraded by real Helm (docs/counter.md)
-    local ns=counter
+    local ns=counter chart=$ROOT/deploy/helm/counter status=0
     kubectl create namespace "$ns" >/dev/null
     kubectl create secret generic counter-secrets -n "$ns" --from-literal=MY_PASS='change-me' >/dev/null
-    helm install counter "$ROOT/deploy/helm/counter" -n "$ns" --set secrets.existingSecret=counter-secrets \
-        --wait --timeout 5m >/dev/null || { diagnose "$ns"; return 1; }
-    helm test counter -n "$ns" --logs >/dev/null || { diagnose "$ns"; return 1; }
-    helm upgrade counter "$ROOT/deploy/helm/counter" -n "$ns" --reuse-values \
-        --set updateStrategy.partition=1 --set-string podAnnotations.rollout=canary --wait --timeout 5m >/dev/null ||
-        { diagnose "$ns"; return 1; }
-    wait_workloads "$ns" || { diagnose "$ns"; return 1; }
-    helm uninstall counter -n "$ns" --wait >/dev/null
-    kubectl delete pvc --all -n "$ns" --wait=true >/dev/null
-    kubectl delete namespace "$ns" --wait=true >/dev/null
+    if ! helm install counter "$chart" -n "$ns" --set secrets.existingSecret=counter-secrets --wait --timeout 5m; then
+        echo "helm install failed"
+        status=1
+    elif ! helm test counter -n "$ns" --logs; then
+        echo "helm test failed"
+        status=1
+    elif ! helm upgrade counter "$chart" -n "$ns" --reuse-values --set updateStrategy.partition=1 \
+        --set-string podAnnotations.rollout=canary --wait --timeout 5m; then
+        echo "helm upgrade (canary partition) failed"
+        status=1
+    elif ! wait_workloads "$ns"; then
+        status=1
+    fi
+    [ "$status" = 0 ] || diagnose "$ns"
+    helm uninstall counter -n "$ns" --wait >/dev/null 2>&1 || true
+    delete_lab /dev/null "$ns" >/dev/null || status=1
+    return "$status"
 }
 
 run_guestbook() { # seed 000's hostPath volume needs its directory on the node (docs/guestbook.md)

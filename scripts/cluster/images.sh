@@ -55,16 +55,23 @@ rootfs_add() {
     tar -C / -cf - "${rel[@]}" | tar -C "$root" -xf -
 }
 
-# rootfs_add_binary <dir> <file>...: dynamically linked programs with every library they load.
-rootfs_add_binary() {
+# rootfs_add_libs <dir> <file>...: every shared library the programs load, at the same path.
+rootfs_add_libs() {
     local root=$1 f lib
     shift
     for f in "$@"; do
-        cp -L --parents "$f" "$root/"
         for lib in $(ldd "$f" 2>/dev/null | awk '/=> \// {print $3} /^\t\/[^ ]+ \(/ {print $1}'); do
             [ -e "$root$lib" ] || cp -L --parents "$lib" "$root/"
         done
     done
+}
+
+# rootfs_add_binary <dir> <file>...: dynamically linked programs with every library they load.
+rootfs_add_binary() {
+    local root=$1 f
+    shift
+    for f in "$@"; do cp -L --parents "$f" "$root/"; done
+    rootfs_add_libs "$root" "$@"
 }
 
 rootfs_add_busybox() { # sh, cat, nslookup, wget, ... as busybox applets in /bin
@@ -74,6 +81,11 @@ rootfs_add_busybox() { # sh, cat, nslookup, wget, ... as busybox applets in /bin
     for applet in $(busybox --list); do
         [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
     done
+}
+
+also_flags() { # also_flags <name:tag>...: --also for each
+    local tag
+    for tag in "$@"; do printf -- '--also %s ' "$tag"; done
 }
 
 # push_image <rootfs> <name:tag> [crane mutate flags...]: one layer from the tree, the image
@@ -123,7 +135,7 @@ build_system_images() {
     rootfs_new "$root"
     rootfs_add_busybox "$root"
     push_image "$root" "${BUSYBOX_TAGS[0]}" --cmd sh -e PATH=/bin:/usr/bin \
-        $(printf -- '--also %s ' "${BUSYBOX_TAGS[@]:1}")
+        $(also_flags "${BUSYBOX_TAGS[@]:1}")
     rm -rf "$root"
 }
 
@@ -138,6 +150,15 @@ statelab_binary() {
     echo "${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/statelab"
 }
 
+# The node keeps the images it pulled: a rebuilt image under the same tag reaches pods only if
+# the node's copy goes (manifests say IfNotPresent, as they should for pinned tags).
+forget_node_images() {
+    local image
+    for image in "$@"; do
+        "$BIN_DIR/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" rmi "$image" >/dev/null 2>&1 || true
+    done
+}
+
 build_lab_images() {
     mkdir -p "$IMAGE_WORK"
     local root=$IMAGE_WORK/rootfs bin
@@ -149,6 +170,7 @@ build_lab_images() {
     rootfs_add_binary "$root" /usr/bin/curl
     install -m 0755 "$bin" "$root/usr/local/bin/statelab"
     strip --strip-debug "$root/usr/local/bin/statelab" # a test build's debug info is most of its size
+    rootfs_add_libs "$root" "$bin"
     rootfs_user "$root" statelab 10001 10001 /data
     mkdir -p "$root/data" && chown 10001:10001 "$root/data"
     push_image "$root" "$STATELAB_IMAGE" --entrypoint statelab --cmd guestbook --user 10001:10001 \
@@ -161,7 +183,7 @@ build_lab_images() {
     rootfs_user "$root" curl_user 100 101 /home/curl_user
     install -m 0755 "$CLUSTER_SRC/images/curl-entrypoint.sh" "$root/entrypoint.sh"
     push_image "$root" "${CURL_TAGS[0]}" --entrypoint /entrypoint.sh --cmd curl --user 100:101 \
-        -e PATH=/usr/bin:/bin $(printf -- '--also %s ' "${CURL_TAGS[@]:1}")
+        -e PATH=/usr/bin:/bin $(also_flags "${CURL_TAGS[@]:1}")
 
     # postgres: Debian's PostgreSQL 15 under the pinned official name.
     local pgbin
@@ -180,7 +202,7 @@ build_lab_images() {
     install -m 0755 "$CLUSTER_SRC/images/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
     push_image "$root" "${POSTGRES_TAGS[0]}" --entrypoint docker-entrypoint.sh --cmd postgres --user 999:999 \
         -e "PATH=/usr/local/bin:$pgbin:/usr/bin:/bin" -e PGDATA=/var/lib/postgresql/data -e LANG=C.UTF-8 \
-        --exposed-ports 5432 $(printf -- '--also %s ' "${POSTGRES_TAGS[@]:1}")
+        --exposed-ports 5432 $(also_flags "${POSTGRES_TAGS[@]:1}")
 
     # redis: Debian's redis-server and redis-cli under the pinned official name.
     rootfs_new "$root"
@@ -190,6 +212,7 @@ build_lab_images() {
     mkdir -p "$root/data" && chown 999:1000 "$root/data"
     install -m 0755 "$CLUSTER_SRC/images/redis-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
     push_image "$root" "${REDIS_TAGS[0]}" --entrypoint docker-entrypoint.sh --cmd redis-server --workdir /data --user 999:1000 \
-        -e PATH=/usr/local/bin:/usr/bin:/bin --exposed-ports 6379 $(printf -- '--also %s ' "${REDIS_TAGS[@]:1}")
+        -e PATH=/usr/local/bin:/usr/bin:/bin --exposed-ports 6379 $(also_flags "${REDIS_TAGS[@]:1}")
     rm -rf "$root"
+    forget_node_images "$STATELAB_IMAGE" "${CURL_TAGS[@]}" "${POSTGRES_TAGS[@]}" "${REDIS_TAGS[@]}"
 }
