@@ -111,10 +111,10 @@ smoke_queue() { # seed 001 §3: a task enqueued through the API is run by a work
     [ -n "$id" ] || { echo "POST /tasks returned no id"; return 1; }
     for i in $(seq 1 60); do
         state=$(http "http://$ip:8000/tasks/$id" | sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p')
-        [ "$state" = completed ] && return 0
+        [ "$state" = done ] && return 0
         sleep 1
     done
-    echo "task $id is '$state' after 60 s, not completed"
+    echo "task $id is '$state' after 60 s, not done"
     return 1
 }
 
@@ -135,17 +135,20 @@ smoke_visits() { # seed 004: a visit through the Service's DNS name is counted i
 
 # The lab's NetworkPolicies are enforced: a pod in another namespace (where no policy limits
 # its egress) cannot open a connection to the lab's backend pod, while the same pod reaches
-# CoreDNS's pod, which no policy protects (so a pass is not nc failing for another reason).
+# CoreDNS's pod, which no policy protects (so a pass is not the client failing for another
+# reason). curl's time_connect stays 0 unless a TCP connection was established.
 policy_blocks() { # policy_blocks <namespace> <pod> <port>
     local ns=$1 pod=$2 port=$3 target control out
     target=$(kubectl get pod -n "$ns" "$pod" -o jsonpath='{.status.podIP}')
     control=$(kubectl get pods -n kube-system -l k8s-app=kube-dns -o jsonpath='{.items[0].status.podIP}')
-    out=$(kubectl run -n default "e2e-intruder-$ns" --image=busybox:latest --restart=Never --rm -i --quiet \
-        --pod-running-timeout=120s -- sh -c "nc -z -w 3 $control 1053 && echo CONTROL-OK;
-            nc -z -w 3 $target $port && echo CONNECTED || echo BLOCKED" 2>&1) || true
+    out=$(kubectl run -n default "e2e-intruder-$ns" --image=curlimages/curl:latest --restart=Never --rm -i \
+        --quiet --pod-running-timeout=120s -- sh -c "
+            connect() { curl -s -o /dev/null --connect-timeout 3 --max-time 4 -w '%{time_connect}' http://\$1/; }
+            echo control=\$(connect $control:53) target=\$(connect $target:$port)" 2>&1) || true
     case "$out" in
-    *CONTROL-OK*BLOCKED*) return 0 ;;
-    *CONNECTED*) echo "NetworkPolicy not enforced: a pod outside $ns reached $pod:$port"; return 1 ;;
+    *control=0.000000*) echo "policy check for $ns could not run: the control connection failed ($out)"; return 1 ;;
+    *control=*target=0.000000*) return 0 ;;
+    *control=*target=*) echo "NetworkPolicy not enforced: a pod outside $ns reached $pod:$port ($out)"; return 1 ;;
     *) echo "policy check for $ns could not run: $out"; return 1 ;;
     esac
 }
