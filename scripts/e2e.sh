@@ -124,6 +124,9 @@ smoke_counter() { # seed 003: /ready in the pod, then the first increment throug
     url=http://counter-app-0.counter-service.$ns.svc.cluster.local:8080
     kubectl exec -n "$ns" counter-app-1 -c counter -- curl -sf -X POST "$url/increment" >/dev/null
     kubectl exec -n "$ns" counter-app-1 -c counter -- curl -sf "$url/count" | expect '"count":1' "GET /count through $url"
+    # The seed's busybox wget step, verbatim.
+    kubectl exec -n "$ns" counter-app-0 -c counter -- sh -c "wget -qO- --post-data='' http://localhost:8080/increment" |
+        expect '"count":2' "the seed's wget --post-data increment"
 }
 
 smoke_visits() { # seed 004: a visit through the Service's DNS name is counted in the pod's file
@@ -229,7 +232,7 @@ run_helm_counter() { # seed 002's chart, installed, tested and upgraded by real 
     if ! helm install counter "$chart" -n "$ns" --set secrets.existingSecret=counter-secrets --wait --timeout 5m; then
         echo "helm install failed"
         status=1
-    elif ! helm test counter -n "$ns" --logs; then
+    elif ! helm test counter -n "$ns"; then
         echo "helm test failed"
         status=1
     elif ! helm upgrade counter "$chart" -n "$ns" --reuse-values --set updateStrategy.partition=1 \
