@@ -38,14 +38,19 @@ namespaces_of() {
 }
 
 # Every Deployment and StatefulSet of the namespace rolled out and ready; a pod that cannot
-# start (crash loop, image or configuration error) fails the lab at once, with its reason.
+# start (crash loop, image or configuration error) for 30 s fails the lab, with its reason
+# (a configuration error can be transient: a ConfigMap the kubelet has not seen yet).
 wait_workloads() {
-    local ns=$1 deadline=$((SECONDS + ROLLOUT_TIMEOUT)) w stuck
+    local ns=$1 deadline=$((SECONDS + ROLLOUT_TIMEOUT)) w stuck stuck_since=""
     for w in $(kubectl get deployments,statefulsets -n "$ns" -o name); do
         until kubectl rollout status -n "$ns" "$w" --timeout=2s >/dev/null 2>&1; do
             stuck=$(kubectl get pods -n "$ns" -o jsonpath='{range .items[*]}{range .status.initContainerStatuses[*]}{.state.waiting.reason}{" "}{.name}{"\n"}{end}{range .status.containerStatuses[*]}{.state.waiting.reason}{" "}{.name}{"\n"}{end}{end}' |
                 grep -E '^(CrashLoopBackOff|ErrImagePull|ImagePullBackOff|CreateContainerConfigError|CreateContainerError|InvalidImageName|RunContainerError) ' | head -1)
-            if [ -n "$stuck" ]; then
+            if [ -z "$stuck" ]; then
+                stuck_since=""
+            elif [ -z "$stuck_since" ]; then
+                stuck_since=$SECONDS
+            elif [ $((SECONDS - stuck_since)) -ge 30 ]; then
                 echo "$w in $ns cannot start: $stuck"
                 return 1
             fi
@@ -104,8 +109,15 @@ smoke_cache() { # seed 001 §2: /health, then POST /cache/mykey/myvalue and GET 
 }
 
 smoke_queue() { # seed 001 §3: a task enqueued through the API is run by a worker
-    local ip id i state=""
+    local backend=${1:-postgres} ip id i state="" same=0
     ip=$(cluster_ip task-queue queue-api)
+    # Every API pod on the expected backend (after a switch, old pods drain for a while).
+    for i in $(seq 1 90); do
+        if http "http://$ip:8000/stats" | grep -qF "\"backend\":\"$backend\""; then same=$((same + 1)); else same=0; fi
+        [ "$same" -ge 6 ] && break
+        sleep 1
+    done
+    [ "$same" -ge 6 ] || { echo "the API does not answer on the $backend backend"; return 1; }
     id=$(http "http://$ip:8000/tasks" -H 'content-type: application/json' \
         -d '{"type": "sleep", "payload": {"ms": 100}}' | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
     [ -n "$id" ] || { echo "POST /tasks returned no id"; return 1; }
@@ -218,7 +230,7 @@ run_queue_redis() { # the queue on its Redis backend, as docs/queue.md switches 
     kubectl patch configmap queue-config -n "$ns" --type merge -p '{"data":{"QUEUE_BACKEND":"redis"}}' >/dev/null
     kubectl rollout restart -n "$ns" deployment/queue-api deployment/queue-worker >/dev/null
     local status=0
-    wait_workloads "$ns" && smoke_queue || status=1
+    wait_workloads "$ns" && smoke_queue redis || status=1
     [ "$status" = 0 ] || diagnose "$ns"
     kubectl delete -f "$ROOT/deploy/k8s/queue/redis-backend/" --ignore-not-found --wait=true >/dev/null
     delete_lab "$ROOT/deploy/k8s/queue/" "$ns" || status=1
