@@ -11,6 +11,12 @@ remove_pods() {
     if wait_for_quiet 30 ctr --address "$CONTAINERD_SOCK" version; then
         local crictl=("$BIN_DIR/crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 60s)
         "${crictl[@]}" rmp --all --force >/dev/null 2>&1 || "${crictl[@]}" rmp --all --force >/dev/null || true
+        # Anything else in kubelet's containerd namespace (started with ctr, say) goes too.
+        local ctr=(ctr --address "$CONTAINERD_SOCK" -n k8s.io) task
+        for task in $("${ctr[@]}" tasks ls -q 2>/dev/null); do
+            "${ctr[@]}" tasks kill -s KILL "$task" >/dev/null 2>&1 || true
+            "${ctr[@]}" tasks delete -f "$task" >/dev/null 2>&1 || true
+        done
     fi
     stop_process containerd
     # Container shims outlive containerd by design; those of our containerd name its socket.
@@ -46,6 +52,15 @@ firewall_down() {
         done
     done
     nft delete table inet "$NFT_TABLE" 2>/dev/null || true
+    # Tables iptables created on first use (empty by now) that were not there before.
+    local family name
+    nft list tables 2>/dev/null | while read -r _ family name; do
+        grep -qx "table $family $name" "$STATE_DIR/baseline/nft-tables" 2>/dev/null && continue
+        [ -f "$STATE_DIR/baseline/nft-tables" ] || continue
+        if [ -z "$(nft list table "$family" "$name" 2>/dev/null | grep -E '^\s+(ip|tcp|udp|meta|ct|counter|jump|goto|accept|drop|reject|mark|iifname|oifname)')" ]; then
+            nft delete table "$family" "$name" 2>/dev/null || true
+        fi
+    done
 }
 
 mounts_down() {

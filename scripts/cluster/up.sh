@@ -47,6 +47,7 @@ save_baseline() {
     done >"$STATE_DIR/baseline/sysctl.tmp"
     iptables-save 2>/dev/null | awk '/^:/ {print $1}' | sort -u >"$STATE_DIR/baseline/chains"
     ls /var/run/netns 2>/dev/null >"$STATE_DIR/baseline/netns" || true
+    nft list tables 2>/dev/null >"$STATE_DIR/baseline/nft-tables" || true
     for d in /run/containerd /var/lib/cni /etc/cni /opt/cni; do [ -e "$d" ] && echo "$d"; done >"$STATE_DIR/baseline/paths"
     mv "$STATE_DIR/baseline/sysctl.tmp" "$STATE_DIR/baseline/sysctl"
 }
