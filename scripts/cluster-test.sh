@@ -13,8 +13,10 @@ run_e2e=1
 
 say() { printf '[cluster-test] %s\n' "$*" >&2; }
 
-# Everything on the machine that the cluster may touch, in a stable textual form.
+# Everything on the machine that the cluster may touch, in a stable textual form (an empty
+# section is not an error).
 snapshot() {
+    set +e +o pipefail
     echo "## links"
     ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | sort
     echo "## addresses"
@@ -40,7 +42,7 @@ snapshot() {
     for p in "$STATE_DIR" "$RUN_DIR" /run/containerd /var/lib/cni /etc/cni /opt/cni /mnt/data; do
         [ -e "$p" ] && echo "$p"
     done
-    true
+    set -e -o pipefail
 }
 
 compare() { # compare <before> <after> <when>
@@ -71,7 +73,7 @@ say "ok: recovered"
 
 if [ "$run_e2e" = 1 ]; then
     say "e2e"
-    KUBECONFIG= "$HERE/e2e.sh"
+    KUBECONFIG='' "$HERE/e2e.sh"
 fi
 
 say "down"

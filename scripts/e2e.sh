@@ -123,7 +123,7 @@ smoke_queue() { # seed 001 §3: a task enqueued through the API is run by a work
     [ -n "$id" ] || { echo "POST /tasks returned no id"; return 1; }
     for i in $(seq 1 60); do
         state=$(http "http://$ip:8000/tasks/$id" | sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p')
-        [ "$state" = done ] && return 0
+        [ "$state" = "done" ] && return 0
         sleep 1
     done
     echo "task $id is '$state' after 60 s, not done"

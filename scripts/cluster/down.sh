@@ -41,14 +41,16 @@ firewall_down() {
     [ -x "$BIN_DIR/kube-proxy" ] && "$BIN_DIR/kube-proxy" --cleanup >/dev/null 2>&1 || true
     [ -x "$BIN_DIR/kube-router" ] && "$BIN_DIR/kube-router" --cleanup-config >/dev/null 2>&1 || true
     # Then any chain the cluster created that is still there (kubelet's canaries, ...).
-    local table chain
-    for table in filter nat mangle raw; do
-        for chain in $(iptables-save -t "$table" 2>/dev/null | awk '/^:KUBE-/ {sub(":", "", $1); print $1}'); do
-            grep -qx ":$chain" "$STATE_DIR/baseline/chains" 2>/dev/null && continue
-            iptables -t "$table" -S 2>/dev/null | awk -v c="$chain" '$1 == "-A" && $0 ~ "-j " c "( |$)" {sub("^-A", "-D"); print}' |
-                while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done
-            iptables -t "$table" -F "$chain" 2>/dev/null || true
-            iptables -t "$table" -X "$chain" 2>/dev/null || true
+    local ipt table chain
+    for ipt in iptables ip6tables; do
+        for table in filter nat mangle raw; do
+            for chain in $("$ipt-save" -t "$table" 2>/dev/null | awk '/^:KUBE-/ {sub(":", "", $1); print $1}'); do
+                grep -qx ":$chain" "$STATE_DIR/baseline/chains" 2>/dev/null && continue
+                "$ipt" -t "$table" -S 2>/dev/null | awk -v c="$chain" '$1 == "-A" && $0 ~ "-j " c "( |$)" {sub("^-A", "-D"); print}' |
+                    while read -r rule; do eval "$ipt -t $table $rule" 2>/dev/null || true; done
+                "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
+                "$ipt" -t "$table" -X "$chain" 2>/dev/null || true
+            done
         done
     done
     nft delete table inet "$NFT_TABLE" 2>/dev/null || true

@@ -45,7 +45,7 @@ save_baseline() {
     for key in "${SYSCTLS[@]}"; do
         [ -e "/proc/sys/${key//.//}" ] && echo "$key=$(sysctl -n "$key")"
     done >"$STATE_DIR/baseline/sysctl.tmp"
-    iptables-save 2>/dev/null | awk '/^:/ {print $1}' | sort -u >"$STATE_DIR/baseline/chains"
+    { iptables-save; ip6tables-save; } 2>/dev/null | awk '/^:/ {print $1}' | sort -u >"$STATE_DIR/baseline/chains"
     ls /var/run/netns 2>/dev/null >"$STATE_DIR/baseline/netns" || true
     nft list tables 2>/dev/null >"$STATE_DIR/baseline/nft-tables" || true
     for d in /run/containerd /var/lib/cni /etc/cni /opt/cni; do [ -e "$d" ] && echo "$d"; done >"$STATE_DIR/baseline/paths"
