@@ -57,6 +57,12 @@ compare() { # compare <before> <after> <when>
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$HERE/cluster.sh" is-up && { say "a cluster is already up: run scripts/cluster.sh down first"; exit 1; }
+# What a cluster left when its processes ended without `down` (a machine shut down, a session
+# ended): removed first, so "before" is the machine without any cluster.
+if [ -d "$STATE_DIR" ] || [ -d "$RUN_DIR" ]; then
+    say "removing what an earlier cluster left behind"
+    "$HERE/cluster.sh" down >/dev/null
+fi
 snapshot >"$work/before"
 
 say "up"
