@@ -305,13 +305,18 @@ wait_until_ready() {
     wait_for 180 "the local-path provisioner" \
         kubectl_admin -n local-path-storage rollout status deployment/local-path-provisioner --timeout=1s
     # The promise of `up`: a pod can resolve the API server's Service name.
-    local out
-    kubectl_admin -n default delete pod statelab-dns-check --ignore-not-found --wait=true >/dev/null
-    if ! out=$(kubectl_admin -n default run statelab-dns-check --image=busybox:latest --restart=Never \
-        --rm -i --quiet --pod-running-timeout=120s -- nslookup "kubernetes.default.svc.$CLUSTER_DOMAIN" 2>&1) ||
-        ! grep -q "Address: $KUBERNETES_SERVICE_IP" <<<"$out"; then
-        die "kubernetes.default.svc.$CLUSTER_DOMAIN does not resolve from a pod: $out"
-    fi
+    # (Three tries: attaching to a pod that exits at once can lose its output.)
+    local out attempt
+    for attempt in 1 2 3; do
+        kubectl_admin -n default delete pod statelab-dns-check --ignore-not-found --wait=true >/dev/null 2>&1 || true
+        if out=$(kubectl_admin -n default run statelab-dns-check --image=busybox:latest --restart=Never \
+            --rm -i --quiet --pod-running-timeout=120s -- nslookup "kubernetes.default.svc.$CLUSTER_DOMAIN" 2>&1) &&
+            grep -q "Address: $KUBERNETES_SERVICE_IP" <<<"$out"; then
+            return 0
+        fi
+        sleep 2
+    done
+    die "kubernetes.default.svc.$CLUSTER_DOMAIN does not resolve from a pod: $out"
 }
 
 print_env() {
