@@ -74,14 +74,20 @@ build_kubernetes() {
     mark_built kubernetes "$stamp"
 }
 
+# build_go_command <name> <module> <version> <package> [ldflags] [what]: one command from an
+# upstream module, into $BIN_DIR/<name>, stamped with its version.
+build_go_command() {
+    local name=$1 module=$2 version=$3 package=$4 ldflags=${5:-} what=${6:-} dir
+    is_built "$name" "$version" && return 0
+    log "building $name $version${what:+ ($what)}"
+    dir=$(go_wrapper "$name" "$module@$version")
+    tools_file "$dir" "$package"
+    go_tidy_and_build "$dir" "$BIN_DIR/$name" "$ldflags" "$package"
+    mark_built "$name" "$version"
+}
+
 build_etcd() {
-    local stamp="$ETCD_VERSION" dir
-    is_built etcd "$stamp" && return 0
-    log "building etcd $ETCD_VERSION"
-    dir=$(go_wrapper etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
-    tools_file "$dir" go.etcd.io/etcd/server/v3
-    go_tidy_and_build "$dir" "$BIN_DIR/etcd" "" go.etcd.io/etcd/server/v3
-    mark_built etcd "$stamp"
+    build_go_command etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
 }
 
 build_coredns() {
@@ -96,53 +102,31 @@ build_coredns() {
 }
 
 build_helm() {
-    local stamp="$HELM_VERSION" dir
-    is_built helm "$stamp" && return 0
-    log "building Helm $HELM_VERSION"
-    dir=$(go_wrapper helm "helm.sh/helm/v3@$HELM_VERSION")
-    tools_file "$dir" helm.sh/helm/v3/cmd/helm
-    go_tidy_and_build "$dir" "$BIN_DIR/helm" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
-    mark_built helm "$stamp"
+    build_go_command helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+        "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
 build_local_path_provisioner() {
-    local stamp="$LOCAL_PATH_PROVISIONER_VERSION" dir
-    is_built local-path-provisioner "$stamp" && return 0
-    log "building local-path-provisioner $LOCAL_PATH_PROVISIONER_VERSION"
-    dir=$(go_wrapper local-path-provisioner "github.com/rancher/local-path-provisioner@$LOCAL_PATH_PROVISIONER_VERSION")
-    tools_file "$dir" github.com/rancher/local-path-provisioner
-    go_tidy_and_build "$dir" "$BIN_DIR/local-path-provisioner" "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner
-    mark_built local-path-provisioner "$stamp"
+    build_go_command local-path-provisioner github.com/rancher/local-path-provisioner \
+        "$LOCAL_PATH_PROVISIONER_VERSION" github.com/rancher/local-path-provisioner \
+        "-X main.VERSION=$LOCAL_PATH_PROVISIONER_VERSION"
 }
 
 build_kube_router() {
-    local stamp="$KUBE_ROUTER_VERSION" dir
-    is_built kube-router "$stamp" && return 0
-    log "building kube-router $KUBE_ROUTER_VERSION (used for its NetworkPolicy firewall only)"
-    dir=$(go_wrapper kube-router "github.com/cloudnativelabs/kube-router/v2@$KUBE_ROUTER_VERSION")
-    tools_file "$dir" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
-    go_tidy_and_build "$dir" "$BIN_DIR/kube-router" "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
-    mark_built kube-router "$stamp"
+    build_go_command kube-router github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" \
+        github.com/cloudnativelabs/kube-router/v2/cmd/kube-router \
+        "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+        "used for its NetworkPolicy firewall only"
 }
 
 build_crane() {
-    local stamp="$GGCR_VERSION" dir
-    is_built crane "$stamp" && return 0
-    log "building crane $GGCR_VERSION (image assembly and the loopback registry)"
-    dir=$(go_wrapper crane "github.com/google/go-containerregistry@$GGCR_VERSION")
-    tools_file "$dir" github.com/google/go-containerregistry/cmd/crane
-    go_tidy_and_build "$dir" "$BIN_DIR/crane" "" github.com/google/go-containerregistry/cmd/crane
-    mark_built crane "$stamp"
+    build_go_command crane github.com/google/go-containerregistry "$GGCR_VERSION" \
+        github.com/google/go-containerregistry/cmd/crane "" "image assembly and the loopback registry"
 }
 
 build_crictl() {
-    local stamp="$CRI_TOOLS_VERSION" dir
-    is_built crictl "$stamp" && return 0
-    log "building crictl $CRI_TOOLS_VERSION"
-    dir=$(go_wrapper crictl "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION")
-    tools_file "$dir" sigs.k8s.io/cri-tools/cmd/crictl
-    go_tidy_and_build "$dir" "$BIN_DIR/crictl" "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
-    mark_built crictl "$stamp"
+    build_go_command crictl sigs.k8s.io/cri-tools "$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl \
+        "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION"
 }
 
 # The pod sandbox: Kubernetes' own pause.c, as its build/pause Makefile compiles it.
