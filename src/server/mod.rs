@@ -10,11 +10,13 @@ pub mod metrics;
 mod probes;
 pub mod schema;
 mod shutdown;
+pub mod signals;
 
 pub use error::{ApiError, ApiJson, ApiQuery};
 pub use identity::Identity;
 pub use probes::ReadyCheck;
 pub use shutdown::Lifecycle;
+pub use signals::{Shutdown, Signal};
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use super::signals::{Shutdown, Signal};
+
 /// Shared shutdown state: `draining` flips first, `stopped` is cancelled when the server
 /// stops accepting work.
 #[derive(Clone, Default)]
@@ -36,21 +38,6 @@ impl Lifecycle {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Signal {
-    Terminate,
-    Interrupt,
-}
-
-async fn wait_for_signal() -> Signal {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler can be installed");
-    tokio::select! {
-        _ = term.recv() => Signal::Terminate,
-        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
-    }
-}
-
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -61,7 +48,7 @@ pub async fn serve(
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let drain = lifecycle.clone();
     let shutdown = async move {
-        let signal = wait_for_signal().await;
+        let signal = Shutdown::from_signals().requested().await;
         drain.start_draining();
         tracing::info!(?signal, "shutdown requested; readiness now fails");
         if matches!(signal, Signal::Terminate) && !drain_delay.is_zero() {
