@@ -60,32 +60,42 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Rejections from axum's extractors keep their status (400, 413, 415, 422) but speak JSON.
-fn from_rejection(status: StatusCode, text: String) -> ApiError {
-    ApiError::new(status, text)
-}
+// The rule for every service (docs/http.md): 400 when the request cannot be read at all
+// (a body that is not JSON), 413 too large, 415 wrong content type, 422 when it can be read but
+// a value is wrong (a missing or mistyped field, a path id or query number that is not valid).
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        from_rejection(r.status(), r.body_text())
+        // axum already answers syntax errors 400 and data errors 422.
+        ApiError::new(r.status(), r.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        from_rejection(StatusCode::BAD_REQUEST, r.body_text())
+        // Any query string can be split into pairs; what fails is a value.
+        ApiError::unprocessable(r.body_text())
     }
 }
 
 impl From<FormRejection> for ApiError {
     fn from(r: FormRejection) -> Self {
-        from_rejection(r.status(), r.body_text())
+        let status = match r.status() {
+            StatusCode::BAD_REQUEST => StatusCode::UNPROCESSABLE_ENTITY,
+            other => other,
+        };
+        ApiError::new(status, r.body_text())
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
-        from_rejection(r.status(), r.body_text())
+        match r {
+            PathRejection::FailedToDeserializePathParams(e) => {
+                ApiError::unprocessable(e.body_text())
+            }
+            other => ApiError::new(other.status(), other.body_text()),
+        }
     }
 }
 
@@ -104,6 +114,11 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
+
+/// `Path<T>` whose rejections are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
 
 /// A JSON 404 for paths no route serves.
 pub async fn not_found() -> ApiError {

@@ -21,6 +21,7 @@ pub fn apply(router: Router, identity: &Identity, request_timeout: Duration) -> 
     let served_by = identity.header_value();
     router
         .fallback(super::error::not_found)
+        .layer(middleware::map_response(retry_after_on_unavailable))
         .layer(middleware::from_fn(record_request))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -47,6 +48,20 @@ pub fn apply(router: Router, identity: &Identity, request_timeout: Duration) -> 
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(CatchPanicLayer::new())
+}
+
+/// Seconds a client is told to wait after a 503, on every 503 of every service.
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
+/// Every 503 says when to try again, unless the handler chose its own value.
+async fn retry_after_on_unavailable(mut response: Response) -> Response {
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from(RETRY_AFTER_SECONDS));
+    }
+    response
 }
 
 /// Counts every request and its latency by method, route template and status.

@@ -1,24 +1,30 @@
 //! What every service shares: listening and graceful shutdown, identity, probes, metrics, logs,
-//! security headers and the JSON error type. A service builds its own routes and a readiness
-//! check, and hands both to [`App::bind`].
+//! security headers, the JSON error type, and the backend layer (`postgres`, `redis`: flags,
+//! pools and clients, error classification, migrations). A service binds with
+//! [`App::builder`], builds its state and routes, says how it is ready, and serves.
 
+pub mod backend;
 mod error;
 mod identity;
 mod layers;
 pub mod logging;
 pub mod metrics;
+pub mod postgres;
 mod probes;
+pub mod redis;
 pub mod schema;
 mod shutdown;
 pub mod signals;
 
-pub use error::{ApiError, ApiJson, ApiQuery};
+pub use backend::BackendError;
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use identity::Identity;
 pub use probes::ReadyCheck;
 pub use shutdown::Lifecycle;
 pub use signals::{Shutdown, Signal};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -69,6 +75,66 @@ impl ServerArgs {
     }
 }
 
+/// How a service says whether it can serve: `Err(reason)` while its backend is unusable.
+/// `/readyz` calls it; the store of each service implements it.
+pub trait Readiness: Send + Sync + 'static {
+    fn check(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// A listener bound and a lifecycle created, before the service builds its state and routes:
+/// background tasks get the lifecycle's stop token, and port 0 works in tests.
+pub struct AppBuilder {
+    listener: tokio::net::TcpListener,
+    lifecycle: Lifecycle,
+    identity: Identity,
+    args: ServerArgs,
+    ready: Option<ReadyCheck>,
+}
+
+impl AppBuilder {
+    /// This replica's name (`POD_NAME` or the hostname).
+    pub fn identity(&self) -> Identity {
+        self.identity.clone()
+    }
+
+    /// The shutdown state, for background work that must stop with the server.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
+    }
+
+    /// What `/readyz` asks; without it the service is ready whenever it is not shutting down.
+    pub fn ready(mut self, readiness: impl Readiness) -> AppBuilder {
+        let readiness = Arc::new(readiness);
+        self.ready = Some(Arc::new(move || {
+            let readiness = readiness.clone();
+            Box::pin(async move { readiness.check().await })
+        }));
+        self
+    }
+
+    /// Wraps the service's routes with the shared probes, `/metrics`, identity and security
+    /// headers, timeouts and request metrics.
+    pub fn serve(self, routes: Router) -> App {
+        let ready = self
+            .ready
+            .unwrap_or_else(|| Arc::new(|| Box::pin(async { Ok(()) })));
+        let router = routes
+            .merge(probes::routes(ready, self.lifecycle.clone()))
+            .merge(metrics::routes());
+        let router = layers::apply(
+            router,
+            &self.identity,
+            Duration::from_millis(self.args.request_timeout_ms),
+        );
+        App {
+            listener: self.listener,
+            router,
+            lifecycle: self.lifecycle,
+            args: self.args,
+        }
+    }
+}
+
 /// A bound, not yet serving, HTTP service.
 pub struct App {
     listener: tokio::net::TcpListener,
@@ -78,35 +144,34 @@ pub struct App {
 }
 
 impl App {
-    /// Binds the listener first (so port 0 works), then wraps the service's routes with the
-    /// shared probes, `/metrics`, identity and security headers, timeouts and request metrics.
-    pub async fn bind(
-        args: &ServerArgs,
-        default_port: u16,
-        identity: Identity,
-        routes: Router,
-        ready: ReadyCheck,
-    ) -> anyhow::Result<App> {
-        logging::init(args.log_format);
+    /// Binds the listener first (so port 0 works) and creates the lifecycle; the service then
+    /// builds its state and routes and calls [`AppBuilder::serve`].
+    pub async fn builder(args: &ServerArgs, default_port: u16) -> anyhow::Result<AppBuilder> {
         let addr = args.bind_addr(default_port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        let lifecycle = Lifecycle::new();
-        let router = routes
-            .merge(probes::routes(ready, lifecycle.clone()))
-            .merge(metrics::routes());
-        let router = layers::apply(
-            router,
-            &identity,
-            Duration::from_millis(args.request_timeout_ms),
-        );
-        Ok(App {
+        Ok(AppBuilder {
             listener,
-            router,
-            lifecycle,
+            lifecycle: Lifecycle::new(),
+            identity: args.identity(),
             args: args.clone(),
+            ready: None,
         })
+    }
+
+    /// Transitional: services not yet on [`App::builder`] bind through here.
+    pub async fn bind(
+        args: &ServerArgs,
+        default_port: u16,
+        _identity: Identity,
+        routes: Router,
+        ready: ReadyCheck,
+    ) -> anyhow::Result<App> {
+        logging::init(args.log_format);
+        let mut builder = App::builder(args, default_port).await?;
+        builder.ready = Some(ready);
+        Ok(builder.serve(routes))
     }
 
     pub fn port(&self) -> u16 {
