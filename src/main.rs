@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use statelab::server::logging::LogFormat;
 
 /// The lessons of stateful workloads on Kubernetes, runnable and measurable.
 ///
@@ -37,10 +38,28 @@ enum Command {
     Load(statelab::load::Args),
 }
 
+impl Command {
+    /// Services log as their flags say; the tools print their own output and log nothing.
+    fn log_format(&self) -> Option<LogFormat> {
+        match self {
+            Command::Guestbook(c) => Some(c.server.log_format),
+            Command::Counter(c) => Some(c.config.server.log_format),
+            Command::Cache(c) => Some(c.server.log_format),
+            Command::Queue(c) => Some(c.server.log_format),
+            Command::Worker(c) => Some(c.server.log_format),
+            Command::Users(c) => Some(c.server.log_format),
+            Command::Lint(_) | Command::Demo(_) | Command::Load(_) => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // `.env` never overrides a variable that is already set: flag > env > .env > default.
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
+    if let Some(format) = cli.command.log_format() {
+        statelab::server::logging::init(format);
+    }
     let runtime = tokio::runtime::Runtime::new().expect("the async runtime starts");
     let result: anyhow::Result<ExitCode> = runtime.block_on(async move {
         match cli.command {

@@ -12,49 +12,28 @@ mod store;
 pub use config::{Config, DEFAULT_PORT, MAX_TTL_SECONDS};
 pub use routes::KEY_PUNCTUATION;
 
-use std::sync::Arc;
-
-use futures::FutureExt;
-
-use crate::server::{App, ReadyCheck};
+use crate::server::App;
 use store::Store;
 
-/// Config -> Redis connection manager (lazy) -> router -> bound listener; starts the background
+/// Config -> listener and lifecycle -> Redis client (lazy) -> router; starts the background
 /// Redis check, which ends when the server stops.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    let (info, target) = config.validate()?;
-    let store = Store::new(
-        info,
-        target,
-        config.key_prefix.clone(),
-        config.redis_timeout(),
-    )?;
-    let ready_store = store.clone();
-    let ready: ReadyCheck = Arc::new(move || {
-        let store = ready_store.clone();
-        async move { store.ping().await.map_err(|e| e.to_string()) }.boxed()
-    });
+    config.validate()?;
+    let store = Store::new(config.redis.connect_lazy()?, &config.key_prefix);
+    let app = App::builder(&config.server, DEFAULT_PORT).await?;
+    tokio::spawn(store.clone().monitor(app.lifecycle().stopped()));
+    tracing::info!(
+        redis = %store.target().display,
+        prefix = store.prefix(),
+        "cache API configured"
+    );
     let state = routes::AppState {
         store: store.clone(),
         max_key_length: config.max_key_length,
         max_value_bytes: config.max_value_bytes,
         max_page_size: config.max_page_size,
     };
-    let app = App::bind(
-        &config.server,
-        DEFAULT_PORT,
-        config.server.identity(),
-        routes::router(state),
-        ready,
-    )
-    .await?;
-    tracing::info!(
-        redis = %store.target().display,
-        prefix = store.prefix(),
-        "cache API configured"
-    );
-    tokio::spawn(store.monitor(app.lifecycle().stopped()));
-    Ok(app)
+    Ok(app.ready(store).serve(routes::router(state)))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -93,16 +93,12 @@ struct PutBody {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        let status = match &error {
-            StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            StoreError::OutOfMemory(_) => StatusCode::INSUFFICIENT_STORAGE,
-            StoreError::WrongType(_) => StatusCode::CONFLICT,
-            StoreError::Backend(_) => {
-                tracing::warn!(%error, "redis error");
-                StatusCode::BAD_GATEWAY
+        match error {
+            StoreError::OutOfMemory(message) => {
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, message)
             }
-        };
-        ApiError::new(status, error.to_string())
+            StoreError::Backend(error) => error.into(),
+        }
     }
 }
 

@@ -1,33 +1,24 @@
-//! The Redis side: one multiplexed connection kept by a `ConnectionManager`, which reconnects by
-//! itself; every operation runs under a deadline so a request never waits on a Redis that is
-//! gone; errors are sorted into what the HTTP layer should answer.
+//! The cache's Redis commands. The connection, its deadlines and the sorting of errors are
+//! `server::redis`'s; this file knows keys, values, TTLs and pages.
 
 use std::future::Future;
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, ConnectionInfo, ErrorKind, RedisError};
-use tokio::time::Instant;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
 use tokio_util::sync::CancellationToken;
 
-use super::config::RedisTarget;
+use crate::server::redis::{Redis, RedisTarget};
+use crate::server::{BackendError, Readiness};
 
-/// What a Redis operation can fail with, as the API reports it.
+/// What a Redis operation can fail with: the shared kinds, plus the cache's one domain case.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis cannot be reached or answered nothing in time: 503.
-    #[error("{0}")]
-    Unavailable(String),
     /// Redis refuses writes because it reached `maxmemory`: 507.
     #[error("{0}")]
     OutOfMemory(String),
-    /// The key holds a Redis type other than a string (written by someone else): 409.
-    #[error("{0}")]
-    WrongType(String),
-    /// Any other error reply from Redis: 502.
-    #[error("{0}")]
-    Backend(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 /// A value read back, with the time it has left when it expires.
@@ -99,149 +90,54 @@ impl Cursor {
 /// request into a walk over the whole database; the page then ends early with a cursor.
 const MAX_SCANS_PER_PAGE: usize = 64;
 
-/// After this many failed health checks in a row, the connection manager is replaced by a fresh
-/// one, in case it is stuck on a failure it does not retry by itself.
-const FAILURES_BEFORE_FRESH_MANAGER: u32 = 5;
-
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    client: redis::Client,
-    manager: RwLock<ConnectionManager>,
-    timeout: Duration,
-    prefix: String,
-    target: RedisTarget,
+    redis: Redis,
+    prefix: Arc<str>,
 }
 
 impl Store {
-    /// Sets up the connection lazily: nothing is dialled until the first command, so startup
-    /// never fails or waits because Redis is down.
-    pub fn new(
-        info: ConnectionInfo,
-        target: RedisTarget,
-        prefix: String,
-        timeout: Duration,
-    ) -> anyhow::Result<Store> {
-        let client = redis::Client::open(info)?;
-        let manager = new_manager(&client, timeout)?;
-        Ok(Store {
-            inner: Arc::new(Inner {
-                client,
-                manager: RwLock::new(manager),
-                timeout,
-                prefix,
-                target,
-            }),
-        })
+    pub fn new(redis: Redis, prefix: &str) -> Store {
+        Store {
+            redis,
+            prefix: prefix.into(),
+        }
     }
 
     pub fn target(&self) -> &RedisTarget {
-        &self.inner.target
+        self.redis.target()
     }
 
     pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.prefix
     }
 
     fn redis_key(&self, key: &str) -> String {
-        format!("{}{key}", self.inner.prefix)
+        format!("{}{key}", self.prefix)
     }
 
-    fn manager(&self) -> ConnectionManager {
-        self.inner
-            .manager
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    /// Runs one idempotent operation under the deadline. A connection-level failure (the old
-    /// connection died with a Redis restart) is retried once on the reconnected connection, if
-    /// time is left; anything else is reported at once.
+    /// One idempotent operation under the deadline, counted by name when it fails.
     async fn run<T, F, Fut>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let deadline = Instant::now() + self.inner.timeout;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match tokio::time::timeout_at(deadline, f(self.manager())).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(error)) => {
-                    if attempt == 1 && is_connection_error(&error) && Instant::now() < deadline {
-                        continue;
-                    }
-                    let error = self.classify(&error);
-                    metrics::counter!("cache_redis_errors_total", "operation" => operation)
-                        .increment(1);
-                    return Err(error);
-                }
-                Err(_elapsed) => {
-                    metrics::counter!("cache_redis_errors_total", "operation" => operation)
-                        .increment(1);
-                    return Err(StoreError::Unavailable(format!(
-                        "Redis at {} did not answer within {} ms",
-                        self.inner.target.display,
-                        self.inner.timeout.as_millis()
-                    )));
-                }
+        self.redis.run(f).await.map_err(|error| {
+            metrics::counter!("cache_redis_errors_total", "operation" => operation).increment(1);
+            match error.code() {
+                Some("OOM") => StoreError::OutOfMemory(error.message().to_owned()),
+                _ => StoreError::Backend(error),
             }
-        }
-    }
-
-    fn classify(&self, error: &RedisError) -> StoreError {
-        let at = &self.inner.target.display;
-        let code = error
-            .clone()
-            .into_server_errors()
-            .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned()));
-        match code.as_deref() {
-            Some("LOADING") => StoreError::Unavailable(format!(
-                "Redis at {at} is loading its data set from disk; try again shortly"
-            )),
-            Some("READONLY") => StoreError::Unavailable(format!(
-                "Redis at {at} is a read-only replica; point REDIS_HOST at the primary"
-            )),
-            Some("OOM") => StoreError::OutOfMemory(format!(
-                "Redis at {at} is out of memory (maxmemory reached); delete keys or give Redis \
-                 more memory"
-            )),
-            Some("NOAUTH" | "WRONGPASS") => StoreError::Unavailable(format!(
-                "Redis at {at} rejected the credentials (check REDIS_PASSWORD): {error}"
-            )),
-            Some("WRONGTYPE") => StoreError::WrongType(
-                "the key holds a Redis value that is not a string; it was not written by this API"
-                    .to_owned(),
-            ),
-            Some("BUSY" | "MASTERDOWN" | "TRYAGAIN") => {
-                StoreError::Unavailable(format!("Redis at {at} is busy: {error}"))
-            }
-            Some(_) => {
-                StoreError::Backend(format!("Redis at {at} answered with an error: {error}"))
-            }
-            None => match error.kind() {
-                ErrorKind::AuthenticationFailed => StoreError::Unavailable(format!(
-                    "Redis at {at} rejected the credentials (check REDIS_PASSWORD): {error}"
-                )),
-                ErrorKind::Parse | ErrorKind::UnexpectedReturnType => StoreError::Backend(format!(
-                    "Redis at {at} gave an answer this API cannot read: {error}"
-                )),
-                _ => StoreError::Unavailable(format!("Redis at {at} is unreachable: {error}")),
-            },
-        }
+        })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.run("ping", |mut conn| async move {
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await
-        .map(|_| ())
+        Ok(self.redis.ping().await?)
+    }
+
+    /// Checks Redis every second until `stop`, keeping `cache_redis_up` honest.
+    pub async fn monitor(self, stop: CancellationToken) {
+        self.redis.monitor("cache_redis_up", stop).await
     }
 
     /// `SET key value [EX ttl]`: replaces the value and any previous expiry.
@@ -299,8 +195,8 @@ impl Store {
 
     /// One page of keys under the prefix (without it), found with `SCAN`, never `KEYS`.
     pub async fn list(&self, cursor: Cursor, limit: usize) -> Result<Page, StoreError> {
-        let pattern = format!("{}*", glob_escape(&self.inner.prefix));
-        let prefix_len = self.inner.prefix.len();
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let prefix_len = self.prefix.len();
         let mut page: Vec<Vec<u8>> = Vec::new();
         let mut scan = cursor.scan;
         let mut after = cursor.after;
@@ -354,76 +250,6 @@ impl Store {
         keys.sort_unstable();
         Page { keys, next }
     }
-
-    /// Checks Redis every second until `stop`: keeps the `cache_redis_up` gauge and the log
-    /// honest, and makes the connection manager reconnect while no request is coming in, so the
-    /// first request after Redis returns finds a live connection.
-    pub async fn monitor(self, stop: CancellationToken) {
-        let mut up: Option<bool> = None;
-        let mut failures: u32 = 0;
-        let mut interval = tokio::time::interval(Duration::from_secs(1));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = interval.tick() => {}
-            }
-            match self.ping().await {
-                Ok(()) => {
-                    failures = 0;
-                    if up != Some(true) {
-                        tracing::info!(redis = %self.inner.target.display, "redis connection is up");
-                    }
-                    up = Some(true);
-                    metrics::gauge!("cache_redis_up").set(1.0);
-                }
-                Err(error) => {
-                    failures += 1;
-                    if up != Some(false) {
-                        tracing::warn!(redis = %self.inner.target.display, %error, "redis is unavailable; requests get 503 until it returns");
-                    }
-                    up = Some(false);
-                    metrics::gauge!("cache_redis_up").set(0.0);
-                    if failures.is_multiple_of(FAILURES_BEFORE_FRESH_MANAGER) {
-                        self.fresh_manager();
-                    }
-                }
-            }
-        }
-    }
-
-    fn fresh_manager(&self) {
-        match new_manager(&self.inner.client, self.inner.timeout) {
-            Ok(manager) => {
-                *self
-                    .inner
-                    .manager
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = manager;
-            }
-            Err(error) => tracing::warn!(%error, "cannot set up a new redis connection manager"),
-        }
-    }
-}
-
-/// Reconnection settings: a refused connection fails fast (a couple of quick retries), so a
-/// request during an outage gets its 503 quickly instead of waiting out a long backoff; the
-/// next command starts a fresh attempt.
-fn new_manager(client: &redis::Client, timeout: Duration) -> anyhow::Result<ConnectionManager> {
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(2)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500))
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    Ok(ConnectionManager::new_lazy_with_config(
-        client.clone(),
-        config,
-    )?)
-}
-
-fn is_connection_error(error: &RedisError) -> bool {
-    error.is_io_error() || error.is_connection_dropped() || error.is_unrecoverable_error()
 }
 
 /// Escapes the glob characters of `MATCH` so the prefix matches only itself.
@@ -436,6 +262,12 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+impl Readiness for Store {
+    async fn check(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -12,12 +12,11 @@ mod writer;
 
 pub use config::{Config, FilesArgs, InitArgs, SecretString};
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
-use futures::FutureExt;
 
-use crate::server::{self, ReadyCheck};
+use crate::server::{self, Readiness};
 use routes::AppState;
 use settings::Settings;
 use store::CounterFile;
@@ -54,7 +53,6 @@ pub async fn main(command: CounterCommand) -> anyhow::Result<()> {
 }
 
 pub async fn build(config: Config) -> anyhow::Result<server::App> {
-    server::logging::init(config.server.log_format);
     let settings = Arc::new(Settings::load(&config)?);
     let dir = config.files.data_dir.clone();
     let counter_file = CounterFile::new(&dir, config.files.counter_file.as_str());
@@ -80,32 +78,24 @@ pub async fn build(config: Config) -> anyhow::Result<server::App> {
         Err(error) => tracing::error!(dir = %dir.display(), %error,
             "cannot create the data directory; not ready until it can be"),
     }
-    let identity = config.server.identity();
+    let app = server::App::builder(&config.server, DEFAULT_PORT).await?;
+    let identity = app.identity();
     let state = AppState {
         identity: identity.clone(),
         counter: Writer::start(counter_file).context("cannot start the counter writer")?,
         visits: Writer::start(visits_file).context("cannot start the visits writer")?,
         settings,
-        lifecycle: Arc::new(OnceLock::new()),
+        lifecycle: app.lifecycle(),
     };
-    let check_state = state.clone();
-    let ready: ReadyCheck = Arc::new(move || {
-        let state = check_state.clone();
-        async move { state.check().await }.boxed()
-    });
-    let lifecycle = state.lifecycle.clone();
-    let app = server::App::bind(
-        &config.server,
-        DEFAULT_PORT,
-        identity,
-        routes::router(state),
-        ready,
-    )
-    .await?;
-    let _ = lifecycle.set(app.lifecycle());
-    Ok(app)
+    Ok(app.ready(state.clone()).serve(routes::router(state)))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     build(config).await?.run_until_stopped().await
+}
+
+impl Readiness for AppState {
+    async fn check(&self) -> Result<(), String> {
+        self.check_files().await
+    }
 }

@@ -1,7 +1,7 @@
 //! The endpoints of seed 003's table (`/ready`, `/health`, `/count`, `/increment`, `/reset`),
 //! the visit counter of seeds 002 and 004 (`/`, `/visits`), and `/config`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Json;
@@ -25,7 +25,7 @@ pub struct AppState {
     pub counter: Writer,
     pub visits: Writer,
     pub settings: Arc<Settings>,
-    pub lifecycle: Arc<OnceLock<Lifecycle>>,
+    pub lifecycle: Lifecycle,
 }
 
 impl AppState {
@@ -34,12 +34,12 @@ impl AppState {
     }
 
     fn draining(&self) -> bool {
-        self.lifecycle.get().is_some_and(Lifecycle::is_draining)
+        self.lifecycle.is_draining()
     }
 
     /// Readiness in seed 003's sense: the data directory exists and both counter files can be
     /// read (a missing file reads as 0; a corrupt one makes the replica not ready).
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check_files(&self) -> Result<(), String> {
         let dir = self.counter.file().dir().to_owned();
         let created = tokio::task::spawn_blocking(move || std::fs::create_dir_all(&dir)).await;
         match created {
@@ -89,7 +89,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match state.check().await {
+    match state.check_files().await {
         Ok(()) => Json(json!({"status": "ready", "pod_name": pod_name})).into_response(),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,

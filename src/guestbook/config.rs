@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use crate::server::ServerArgs;
+use crate::server::postgres::PostgresArgs;
 
 /// How a write transaction starts in SQLite mode: the knob that decides the lesson.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -27,6 +28,13 @@ pub enum JournalMode {
 /// The guestbook of seed 000: works with one replica, fails with "database is locked" when
 /// several replicas share one SQLite file; PostgreSQL is the fix.
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    mut_arg("url", |a| a.help(
+        "Storage: a postgres:// URL (the fix), or a SQLite file as a path or sqlite:PATH \
+         [default: database.db inside --data-dir]"
+    )),
+    mut_arg("db_name", |a| a.default_value("guestbook"))
+)]
 pub struct Config {
     #[command(flatten)]
     pub server: ServerArgs,
@@ -35,10 +43,9 @@ pub struct Config {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Storage: a postgres:// URL, or a SQLite file (path or sqlite:// URL).
-    /// Default: database.db inside --data-dir
-    #[arg(long, env = "DATABASE_URL")]
-    pub database: Option<String>,
+    /// PostgreSQL, the fix: DATABASE_URL, or DB_HOST and the other DB_* variables
+    #[command(flatten)]
+    pub database: PostgresArgs,
 
     /// How SQLite write transactions begin
     #[arg(long, env = "SQLITE_BEGIN", value_enum, default_value_t = SqliteBegin::Deferred)]
@@ -55,15 +62,20 @@ pub struct Config {
 
     /// The "secret message". SQLite mode: seeded once into the database's config table when
     /// absent, never overwritten. PostgreSQL mode: read from here on every start
-    #[arg(long, env = "GUESTBOOK_SECRET")]
+    #[arg(long, env = "GUESTBOOK_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
 
     /// How many of the newest messages the page shows
     #[arg(long, env = "GUESTBOOK_PAGE_SIZE", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub page_size: u32,
+}
 
-    /// PostgreSQL connection pool size
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
-    pub pool_size: u32,
+impl Config {
+    /// The SQLite file named by DATABASE_URL, when it names one rather than PostgreSQL.
+    pub fn sqlite_url(&self) -> Option<&str> {
+        self.database
+            .url()
+            .filter(|url| !url.starts_with("postgres://") && !url.starts_with("postgresql://"))
+    }
 }

@@ -19,28 +19,25 @@ use store::Store;
 use store::postgres::PgStore;
 use store::sqlite::{SqliteSettings, SqliteStore};
 
-use crate::server::{self, App, ReadyCheck};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::App;
 
 pub const DEFAULT_PORT: u16 = 8000;
 
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    server::logging::init(config.server.log_format);
-    let identity = config.server.identity();
-    let store = open_store(&config).await?;
+    let app = App::builder(&config.server, DEFAULT_PORT).await?;
+    let identity = app.identity();
+    let store = Arc::new(open_store(&config, app.lifecycle().stopped()).await?);
     tracing::info!(
         backend = store.backend(),
         replica = identity.name(),
         "guestbook starting"
     );
-    let app = Arc::new(Guestbook {
-        store,
-        identity: identity.clone(),
+    let guestbook = Arc::new(Guestbook {
+        store: store.clone(),
+        identity,
         page_size: config.page_size,
-    });
-    let ready_app = app.clone();
-    let ready: ReadyCheck = Arc::new(move || {
-        let app = ready_app.clone();
-        Box::pin(async move { app.store.check().await.map_err(|e| e.to_string()) })
     });
     let routes = Router::new()
         .route("/", get(routes::page).post(routes::sign))
@@ -51,38 +48,36 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         .route("/health", get(routes::health))
         .route("/static/guestbook.css", get(routes::stylesheet))
         .layer(DefaultBodyLimit::max(validate::BODY_LIMIT_BYTES))
-        .with_state(app);
-    App::bind(&config.server, DEFAULT_PORT, identity, routes, ready).await
+        .with_state(guestbook);
+    Ok(app.ready(store).serve(routes))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     build(config).await?.run_until_stopped().await
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    match config.database.as_deref() {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Store::Postgres(PgStore::connect(
-                url,
-                config.pool_size,
-                config.secret.clone(),
-            )?))
-        }
-        database => {
-            let path = match database {
-                Some(db) if !db.is_empty() => store::sqlite::path_from(db),
-                _ => config.data_dir.join("database.db"),
-            };
-            std::fs::create_dir_all(&config.data_dir)?;
-            let settings = SqliteSettings {
-                path,
-                begin: config.sqlite_begin,
-                busy_timeout: Duration::from_millis(config.sqlite_busy_timeout_ms),
-                journal_mode: config.sqlite_journal_mode,
-            };
-            Ok(Store::Sqlite(
-                SqliteStore::open(settings, config.secret.as_deref()).await?,
-            ))
-        }
+/// PostgreSQL when DATABASE_URL or DB_HOST names it; otherwise the SQLite file.
+async fn open_store(config: &Config, stop: CancellationToken) -> anyhow::Result<Store> {
+    if config.database.is_set() && config.sqlite_url().is_none() {
+        let database = config.database.connect_lazy("statelab-guestbook")?;
+        return Ok(Store::Postgres(PgStore::new(
+            database,
+            config.secret.clone(),
+            stop,
+        )));
     }
+    let path = match config.sqlite_url() {
+        Some(url) => store::sqlite::path_from(url),
+        None => config.data_dir.join("database.db"),
+    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let settings = SqliteSettings {
+        path,
+        begin: config.sqlite_begin,
+        busy_timeout: Duration::from_millis(config.sqlite_busy_timeout_ms),
+        journal_mode: config.sqlite_journal_mode,
+    };
+    Ok(Store::Sqlite(
+        SqliteStore::open(settings, config.secret.as_deref()).await?,
+    ))
 }

@@ -16,7 +16,7 @@ use super::validate::{self, LIST_LIMIT_MAX};
 use crate::server::{ApiError, ApiJson, ApiQuery, Identity};
 
 pub struct Guestbook {
-    pub store: Store,
+    pub store: Arc<Store>,
     pub identity: Identity,
     pub page_size: u32,
 }
@@ -168,22 +168,27 @@ fn page_problem(app: &Guestbook, error: &StoreError) -> (StatusCode, Problem) {
                 detail: "posting_open is false in the config table.".into(),
             },
         ),
-        StoreError::Unavailable(reason) => (
+        StoreError::Backend(error) if error.is_unavailable() => (
             StatusCode::SERVICE_UNAVAILABLE,
             Problem {
                 locked: false,
                 title: "The database is unavailable".into(),
-                detail: format!("Replica {replica} cannot reach its database: {reason}"),
+                detail: format!("Replica {replica} cannot use its database: {error}"),
             },
         ),
-        StoreError::Other(reason) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Problem {
-                locked: false,
-                title: "The database failed".into(),
-                detail: format!("Replica {replica}: {reason}"),
-            },
-        ),
+        StoreError::Backend(error) => {
+            let status = ApiError::from(error.clone()).status;
+            (
+                status,
+                Problem {
+                    locked: false,
+                    title: "The database failed".into(),
+                    detail: format!(
+                        "Replica {replica} got an answer it did not expect; see its log."
+                    ),
+                },
+            )
+        }
     }
 }
 
@@ -303,10 +308,7 @@ fn api_error(app: &Guestbook, error: StoreError) -> ApiError {
         StoreError::Closed => {
             ApiError::new(StatusCode::FORBIDDEN, error.to_string()).with("stored", false)
         }
-        StoreError::Unavailable(_) => ApiError::unavailable(error.to_string())
-            .with("replica", replica)
-            .with("stored", false),
-        StoreError::Other(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+        StoreError::Backend(error) => ApiError::from(error)
             .with("replica", replica)
             .with("stored", false),
     }

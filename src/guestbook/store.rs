@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::validate::NewMessage;
+use crate::server::{BackendError, Readiness};
 
 pub mod postgres;
 pub mod sqlite;
@@ -26,11 +27,9 @@ pub enum StoreError {
     /// An instructor closed the guestbook in the config table (`posting_open` = false).
     #[error("the guestbook is closed for new messages")]
     Closed,
-    /// The backend cannot be reached or its schema is not in place yet.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Other(String),
+    /// Everything else, sorted by the shared classifier (unavailable, bad input, other).
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 /// Where the secret message shown on the page came from.
@@ -88,6 +87,12 @@ impl Store {
     }
 }
 
+impl Readiness for std::sync::Arc<Store> {
+    async fn check(&self) -> Result<(), String> {
+        Store::check(self).await.map_err(|e| e.to_string())
+    }
+}
+
 /// SQLITE_BUSY and its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, BUSY_TIMEOUT) all end in 5.
 fn is_sqlite_busy(error: &sqlx::Error) -> bool {
     match error {
@@ -99,15 +104,16 @@ fn is_sqlite_busy(error: &sqlx::Error) -> bool {
     }
 }
 
-fn classify(error: sqlx::Error) -> StoreError {
+/// SQLite: a busy file is the lesson (`Locked`). Its own error codes are not SQLSTATEs, so
+/// they are reported as they are; pool and I/O failures are sorted as for any sqlx pool.
+fn classify_sqlite(error: sqlx::Error) -> StoreError {
     if is_sqlite_busy(&error) {
         return StoreError::Locked;
     }
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
-        other => StoreError::Other(other.to_string()),
+    match &error {
+        sqlx::Error::Database(db) => {
+            BackendError::other(format!("SQLite: {}", db.message())).into()
+        }
+        _ => crate::server::postgres::classify(&error).into(),
     }
 }

@@ -94,7 +94,8 @@ impl PostgresArgs {
         self.url().is_some() || self.host().is_some()
     }
 
-    fn url(&self) -> Option<&str> {
+    /// DATABASE_URL as given (trimmed), if any.
+    pub fn url(&self) -> Option<&str> {
         self.url.as_deref().map(str::trim).filter(|u| !u.is_empty())
     }
 

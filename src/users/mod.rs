@@ -16,53 +16,26 @@ pub use routes::{DEFAULT_LIMIT, MAX_BODY_BYTES, MAX_LIMIT, OPENAPI};
 pub use store::{MIGRATIONS_TABLE, User};
 pub use validate::{EMAIL_MAX_LEN, NAME_MAX_CHARS};
 
-use std::sync::Arc;
-
-use futures::FutureExt;
-
-use crate::server::{App, ReadyCheck};
+use crate::server::App;
 
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 8000;
 
-/// Config -> pool and schema task -> router -> bound listener.
+/// Config -> listener and lifecycle -> pool and schema task -> router.
 pub async fn build(config: Config) -> anyhow::Result<App> {
-    let options = config.connect_options()?;
-    let store = store::Store::new(
-        options,
-        config.db_pool_size,
-        config.acquire_timeout(),
-        config.query_timeout(),
-    );
-    let host: Arc<str> = config.display_host().into();
-
-    let ready_store = store.clone();
-    let ready: ReadyCheck = Arc::new(move || {
-        let store = ready_store.clone();
-        async move { store.check().await.map_err(|(_, reason)| reason) }.boxed()
-    });
-
-    let state = routes::AppState {
-        store: store.clone(),
-        host,
-    };
-    let app = App::bind(
-        &config.server,
-        DEFAULT_PORT,
-        config.server.identity(),
-        routes::router(state),
-        ready,
-    )
-    .await?;
+    let database = config.database.connect_lazy("statelab-users")?;
+    let app = App::builder(&config.server, DEFAULT_PORT).await?;
+    let store = store::Store::new(database, app.lifecycle().stopped());
     tracing::info!(
-        database = %config.database_target(),
-        pool_size = config.db_pool_size,
-        acquire_timeout_ms = config.db_acquire_timeout_ms,
+        database = %config.database.target(),
+        pool_size = config.database.db_pool_size,
         "users API configured; the schema is created in the background"
     );
-    metrics::gauge!("users_schema_ready").set(0.0);
-    tokio::spawn(store.keep_schema(app.lifecycle().stopped()));
-    Ok(app)
+    let state = routes::AppState {
+        store: store.clone(),
+        host: config.database.display_host().into(),
+    };
+    Ok(app.ready(store).serve(routes::router(state)))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::store::{Store, StoreError, User, UserRef, record_failure};
+use super::store::{Store, StoreError, User, UserRef};
 use super::validate;
-use crate::server::{ApiError, ApiQuery};
+use crate::server::{ApiError, ApiPath, ApiQuery};
 
 /// Users per page when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -45,62 +45,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// What a handler can fail with: an [`ApiError`], plus `Retry-After` when the database is
-/// unavailable.
-struct Failure {
-    error: ApiError,
-    retry_after: bool,
-}
-
-impl From<ApiError> for Failure {
-    fn from(error: ApiError) -> Failure {
-        Failure {
-            error,
-            retry_after: false,
-        }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Failure {
-        record_failure(&error);
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::DuplicateEmail => {
-                ApiError::new(StatusCode::CONFLICT, error.to_string()).into()
-            }
-            StoreError::Unavailable(reason) => {
-                tracing::warn!(%reason, "answering 503");
-                Failure {
-                    error: ApiError::unavailable(reason),
-                    retry_after: true,
+            StoreError::DuplicateEmail => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            StoreError::Backend(error) => {
+                if error.is_unavailable() {
+                    tracing::warn!(reason = %error, "answering 503");
                 }
-            }
-            // The schema task already logs each failed attempt.
-            StoreError::NotReady(reason) => Failure {
-                error: ApiError::unavailable(reason),
-                retry_after: true,
-            },
-            StoreError::Other(detail) => {
-                tracing::error!(%detail, "unexpected database error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into()
+                error.into()
             }
         }
     }
 }
 
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        let mut response = self.error.into_response();
-        if self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-        }
-        response
-    }
-}
-
-type Answer = Result<Response, Failure>;
+type Answer = Result<Response, ApiError>;
 
 // Response bodies as structs, so keys come out in the seed's order.
 
@@ -131,7 +90,7 @@ struct UserOnly {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match state.store.check().await {
+    match state.store.health().await {
         Ok(()) => Json(Health {
             status: "healthy",
             database: "connected",
@@ -324,11 +283,12 @@ async fn create_user(
         .map_err(|reason| ApiError::unprocessable(reason).with("field", "email"))?;
     let user = state.store.create(&name, &email).await.map_err(|e| {
         let duplicate = matches!(e, StoreError::DuplicateEmail);
-        let mut failure = Failure::from(e);
+        let error = ApiError::from(e);
         if duplicate {
-            failure.error = failure.error.with("email", email.as_str());
+            error.with("email", email.as_str())
+        } else {
+            error
         }
-        failure
     })?;
     metrics::counter!("users_created_total").increment(1);
     let location = HeaderValue::from_str(&format!("/users/{}", user.id))
@@ -344,8 +304,7 @@ async fn create_user(
         .into_response())
 }
 
-fn user_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    let Path(raw) = path.map_err(ApiError::from)?;
+fn user_id(ApiPath(raw): ApiPath<String>) -> Result<i64, ApiError> {
     number_param("id", &raw, 1, i64::MAX)
 }
 
@@ -354,22 +313,16 @@ fn not_found(id: i64) -> ApiError {
 }
 
 /// `GET /users/{id}`.
-async fn get_user(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Answer {
+async fn get_user(State(state): State<AppState>, path: ApiPath<String>) -> Answer {
     let id = user_id(path)?;
     match state.store.get(id).await? {
         Some(user) => Ok(Json(UserOnly { user }).into_response()),
-        None => Err(not_found(id).into()),
+        None => Err(not_found(id)),
     }
 }
 
 /// `DELETE /users/{id}`: answers with the user as it was.
-async fn delete_user(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-) -> Answer {
+async fn delete_user(State(state): State<AppState>, path: ApiPath<String>) -> Answer {
     let id = user_id(path)?;
     match state.store.delete(id).await? {
         Some(user) => {
@@ -380,7 +333,7 @@ async fn delete_user(
             })
             .into_response())
         }
-        None => Err(not_found(id).into()),
+        None => Err(not_found(id)),
     }
 }
 

@@ -2,27 +2,21 @@
 //! waits for the database), the schema kept in place by a background task that retries with
 //! backoff, and the mapping of database failures onto what the API answers.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use backon::{ExponentialBuilder, Retryable};
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, FromRow, Row};
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::server::postgres::{Postgres, Schema};
+use crate::server::{BackendError, Readiness};
 
 /// The table recording which of `migrations/users` have run (one per service, so services can
 /// share a database).
 pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations_users";
-
-/// A connection idle for longer than this is pinged before use; busy connections are not, so
-/// the hot path costs one round trip per query.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
@@ -78,7 +72,10 @@ impl Page {
     pub fn users(&self) -> Result<Vec<UserRef<'_>>, StoreError> {
         self.rows
             .iter()
-            .map(|row| UserRef::from_row(row).map_err(|e| StoreError::Other(e.to_string())))
+            .map(|row| {
+                UserRef::from_row(row)
+                    .map_err(|e| StoreError::Backend(crate::server::postgres::classify(&e)))
+            })
             .collect()
     }
 }
@@ -95,305 +92,112 @@ fn rfc3339<S: serde::Serializer>(at: &OffsetDateTime, serializer: S) -> Result<S
     serializer.serialize_str(text)
 }
 
-/// Why a database operation did not happen.
+/// Why a database operation did not happen: the one domain case, or the shared backend kinds.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("a user with this email already exists")]
     DuplicateEmail,
-    /// The database cannot be reached or is not ready; worth retrying later.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The schema is not in place yet (the database may or may not be reachable).
-    #[error("{0}")]
-    NotReady(String),
-    /// Anything else: a bug or a database in an unexpected state.
-    #[error("database error: {0}")]
-    Other(String),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
-    schema: Arc<SchemaState>,
-    /// Longest time one database operation (waiting for a connection included) may take.
-    query_timeout: Duration,
-}
-
-#[derive(Default)]
-struct SchemaState {
-    ready: AtomicBool,
-    last_error: Mutex<Option<String>>,
-    /// Woken when a query finds the table missing (a new, empty database behind the same name).
-    lost: Notify,
+    database: Postgres,
+    schema: Arc<Schema>,
 }
 
 impl Store {
-    /// Builds the pool without connecting: connections open on first use, and every wait for
-    /// one is bounded by `acquire_timeout`.
-    pub fn new(
-        options: PgConnectOptions,
-        max_connections: u32,
-        acquire_timeout: Duration,
-        query_timeout: Duration,
-    ) -> Store {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .min_connections(0)
-            .acquire_timeout(acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .max_lifetime(Some(Duration::from_secs(1800)))
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE_FOR {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_lazy_with(options);
-        Store {
-            pool,
-            schema: Arc::new(SchemaState::default()),
-            query_timeout: query_timeout.max(acquire_timeout),
-        }
-    }
-
-    pub fn schema_ready(&self) -> bool {
-        self.schema.ready.load(Ordering::SeqCst)
-    }
-
-    /// Runs the migrations now and again whenever the table goes missing, retrying with
-    /// exponential backoff while the database is unreachable. Returns when `stop` fires.
-    pub async fn keep_schema(self, stop: CancellationToken) {
+    /// The pool connects on first use; the schema is put in place (and kept there) in the
+    /// background until `stop`.
+    pub fn new(database: Postgres, stop: CancellationToken) -> Store {
         let mut migrator: Migrator = sqlx::migrate!("migrations/users");
         migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
-            .with_jitter()
-            .without_max_times();
-        loop {
-            let attempt = || async { migrator.run(&self.pool).await };
-            let schema = self.schema.clone();
-            let migrate =
-                attempt
-                    .retry(backoff)
-                    .sleep(tokio::time::sleep)
-                    .notify(move |error, delay| {
-                        let error = error.to_string();
-                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64,
-                        "database schema not in place yet; retrying");
-                        *schema.last_error.lock().unwrap() = Some(error);
-                    });
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                result = migrate => {
-                    if let Err(error) = result {
-                        // Unreachable with an unbounded retry, but never spin.
-                        tracing::error!(%error, "migrations gave up");
-                        return;
-                    }
-                }
-            }
-            *self.schema.last_error.lock().unwrap() = None;
-            self.schema.ready.store(true, Ordering::SeqCst);
-            metrics::gauge!("users_schema_ready").set(1.0);
-            tracing::info!("database schema is in place");
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = self.schema.lost.notified() => {
-                    self.schema.ready.store(false, Ordering::SeqCst);
-                    metrics::gauge!("users_schema_ready").set(0.0);
-                    tracing::warn!("the users table is missing; running the migrations again");
-                }
-            }
-        }
+        let schema = Schema::keep("users", &database, migrator, stop);
+        Store { database, schema }
     }
 
     /// Whether the API can serve: the database answers and the schema is in place.
     /// `Err((database, reason))` says whether the database itself was reachable.
-    pub async fn check(&self) -> Result<(), (&'static str, String)> {
-        if !self.schema_ready() {
-            let ping = async {
-                let mut conn = self.pool.acquire().await?;
-                conn.ping().await
-            };
-            match tokio::time::timeout(self.query_timeout, ping).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(("disconnected", unavailable_reason(&error))),
-                Err(_) => return Err(("disconnected", self.timed_out().to_string())),
-            }
-            let detail = self
-                .schema
-                .last_error
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or_else(|| "migrations are running".to_owned());
-            return Err((
-                "connected",
-                format!("database schema is not in place yet: {detail}"),
-            ));
-        }
-        // Touching the table also notices a database replaced by an empty one.
-        let probe = sqlx::query("SELECT 1 FROM users LIMIT 0").execute(&self.pool);
-        match tokio::time::timeout(self.query_timeout, probe).await {
-            Ok(Ok(_)) => Ok(()),
-            Err(_) => Err(("disconnected", self.timed_out().to_string())),
-            Ok(Err(error)) => {
-                let connected = matches!(&error, sqlx::Error::Database(db)
-                    if db.code().as_deref() == Some("42P01"));
-                let reason = self.classify(error).to_string();
-                Err((
-                    if connected {
-                        "connected"
-                    } else {
-                        "disconnected"
-                    },
-                    reason,
-                ))
-            }
-        }
-    }
-
-    fn ensure_schema(&self) -> Result<(), StoreError> {
-        if self.schema_ready() {
+    pub async fn health(&self) -> Result<(), (&'static str, String)> {
+        let Err(reason) = self
+            .schema
+            .check(&self.database, "SELECT 1 FROM users LIMIT 0")
+            .await
+        else {
             return Ok(());
-        }
-        let reason = match self.schema.last_error.lock().unwrap().as_deref() {
-            Some(error) => format!("database not ready: {error}"),
-            None => "database schema is not in place yet; try again shortly".to_owned(),
         };
-        Err(StoreError::NotReady(reason))
+        match self.database.ping().await {
+            Ok(()) => Err(("connected", reason)),
+            Err(_) => Err(("disconnected", reason)),
+        }
     }
 
     pub async fn create(&self, name: &str, email: &str) -> Result<User, StoreError> {
-        self.ensure_schema()?;
         let sql = "INSERT INTO users (name, email) VALUES ($1, $2) \
                    RETURNING id, name, email, created_at";
         let insert = sqlx::query_as::<_, User>(sql)
             .bind(name)
             .bind(email)
-            .fetch_one(&self.pool);
-        self.bounded(insert).await
+            .fetch_one(self.database.pool());
+        match self.run(insert).await {
+            Err(StoreError::Backend(e)) if e.code() == Some("23505") => {
+                Err(StoreError::DuplicateEmail)
+            }
+            other => other,
+        }
     }
 
     /// Up to `limit` users with an id above `after_id`, by id ascending.
     pub async fn list(&self, after_id: i64, limit: i64) -> Result<Page, StoreError> {
-        self.ensure_schema()?;
         let sql = "SELECT id, name, email, created_at FROM users WHERE id > $1 \
                    ORDER BY id LIMIT $2";
         let select = sqlx::query(sql)
             .bind(after_id)
             .bind(limit)
-            .fetch_all(&self.pool);
+            .fetch_all(self.database.pool());
         Ok(Page {
-            rows: self.bounded(select).await?,
+            rows: self.run(select).await?,
         })
     }
 
     pub async fn get(&self, id: i64) -> Result<Option<User>, StoreError> {
-        self.ensure_schema()?;
         let select = sqlx::query_as::<_, User>(
             "SELECT id, name, email, created_at FROM users WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool);
-        self.bounded(select).await
+        .fetch_optional(self.database.pool());
+        self.run(select).await
     }
 
     pub async fn delete(&self, id: i64) -> Result<Option<User>, StoreError> {
-        self.ensure_schema()?;
         let delete = sqlx::query_as::<_, User>(
             "DELETE FROM users WHERE id = $1 RETURNING id, name, email, created_at",
         )
         .bind(id)
-        .fetch_optional(&self.pool);
-        self.bounded(delete).await
+        .fetch_optional(self.database.pool());
+        self.run(delete).await
     }
 
-    /// Runs one database operation within the query timeout. A timed-out write may still
-    /// have been committed; the client is told the outcome is unknown.
-    async fn bounded<T>(
+    /// One query, once the schema is in place, within the query timeout; a missing table sets
+    /// the schema keeper to work again.
+    async fn run<T>(
         &self,
         work: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.query_timeout, work).await {
-            Ok(result) => result.map_err(|e| self.classify(e)),
-            Err(_) => Err(self.timed_out()),
+        self.schema.require()?;
+        let result = self.database.bounded(work).await;
+        let result = result.map_err(|e| self.schema.observe(e));
+        if let Err(error) = &result {
+            metrics::counter!("users_store_errors_total", "kind" => error.kind_label())
+                .increment(1);
         }
-    }
-
-    fn timed_out(&self) -> StoreError {
-        StoreError::Unavailable(format!(
-            "database unavailable: no answer within {} ms",
-            self.query_timeout.as_millis()
-        ))
-    }
-
-    /// Sorts a database failure into what the client should be told.
-    fn classify(&self, error: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &error {
-            if db.is_unique_violation() {
-                return StoreError::DuplicateEmail;
-            }
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if code == "42P01" {
-                // undefined_table: the database was replaced by an empty one.
-                self.schema.ready.store(false, Ordering::SeqCst);
-                self.schema.lost.notify_one();
-                return StoreError::Unavailable(
-                    "the users table is missing; the schema is being created again".into(),
-                );
-            }
-            // Connection exceptions, refused logins, a missing database, shutdown, resource
-            // exhaustion, a read-only standby: the database is not usable right now.
-            if ["08", "28", "53", "57"].iter().any(|c| code.starts_with(c))
-                || code == "3D000"
-                || code == "25006"
-            {
-                return StoreError::Unavailable(unavailable_reason(&error));
-            }
-            return StoreError::Other(db.message().to_owned());
-        }
-        if is_connection_error(&error) {
-            return StoreError::Unavailable(unavailable_reason(&error));
-        }
-        StoreError::Other(error.to_string())
+        Ok(result?)
     }
 }
 
-fn is_connection_error(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
-        sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_)
-    )
-}
-
-/// A reason for a client or a log line. sqlx's messages carry no connection string, so the
-/// password cannot leak through them.
-fn unavailable_reason(error: &sqlx::Error) -> String {
-    match error {
-        sqlx::Error::PoolTimedOut => {
-            "database unavailable: no connection could be opened in time".to_owned()
-        }
-        sqlx::Error::Database(db) => format!("database unavailable: {}", db.message()),
-        other => format!("database unavailable: {other}"),
+impl Readiness for Store {
+    async fn check(&self) -> Result<(), String> {
+        self.health().await.map_err(|(_, reason)| reason)
     }
-}
-
-/// Counts a failure by kind, for `/metrics`.
-pub fn record_failure(error: &StoreError) {
-    let kind = match error {
-        StoreError::DuplicateEmail => "duplicate_email",
-        StoreError::Unavailable(_) | StoreError::NotReady(_) => "unavailable",
-        StoreError::Other(_) => "other",
-    };
-    metrics::counter!("users_store_errors_total", "kind" => kind).increment(1);
 }

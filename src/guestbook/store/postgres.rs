@@ -3,60 +3,43 @@
 //! the database comes up second.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
-use super::{Message, Secret, StoreError, classify};
+use super::{Message, Secret, StoreError};
 use crate::guestbook::validate::NewMessage;
+use crate::server::BackendError;
+use crate::server::postgres::{Postgres, Schema};
 
 pub struct PgStore {
-    pool: PgPool,
-    schema_ready: Arc<AtomicBool>,
+    database: Postgres,
+    schema: Arc<Schema>,
     secret: Option<String>,
 }
 
 impl PgStore {
-    pub fn connect(url: &str, pool_size: u32, secret: Option<String>) -> anyhow::Result<PgStore> {
-        let options: PgConnectOptions = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL: {e}"))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(options);
-        let store = PgStore {
-            pool,
-            schema_ready: Arc::new(AtomicBool::new(false)),
-            secret,
-        };
-        store.migrate_in_background();
-        Ok(store)
-    }
-
-    fn migrate_in_background(&self) {
+    /// The pool connects on first use; the schema is kept in place in the background until
+    /// `stop`.
+    pub fn new(database: Postgres, secret: Option<String>, stop: CancellationToken) -> PgStore {
         let mut migrator = sqlx::migrate!("migrations/guestbook/postgres");
         migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
-        crate::server::schema::migrate_in_background(
-            self.pool.clone(),
-            migrator,
-            self.schema_ready.clone(),
-            Duration::from_secs(2),
-            "guestbook",
-        );
+        let schema = Schema::keep("guestbook", &database, migrator, stop);
+        PgStore {
+            database,
+            schema,
+            secret,
+        }
     }
 
-    fn require_schema(&self) -> Result<(), StoreError> {
-        if self.schema_ready.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable(
-                "schema not in place yet (database unreachable?)".into(),
-            ))
-        }
+    /// One query, once the schema is in place, within the query timeout.
+    async fn run<T>(
+        &self,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        self.schema.require()?;
+        let result = self.database.bounded(work).await;
+        Ok(result.map_err(|e| self.schema.observe(e))?)
     }
 
     pub async fn list(
@@ -64,21 +47,18 @@ impl PgStore {
         limit: u32,
         before_id: Option<i64>,
     ) -> Result<Vec<Message>, StoreError> {
-        self.require_schema()?;
-        sqlx::query_as(
+        let select = sqlx::query_as(
             "SELECT id, name, message, replica, created_at FROM messages \
              WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(before_id.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
+        .fetch_all(self.database.pool());
+        self.run(select).await
     }
 
     pub async fn insert(&self, new: &NewMessage, replica: &str) -> Result<Message, StoreError> {
-        self.require_schema()?;
-        sqlx::query_as(
+        let insert = sqlx::query_as(
             "INSERT INTO messages (name, message, replica, created_at) VALUES ($1, $2, $3, $4) \
              RETURNING id, name, message, replica, created_at",
         )
@@ -86,9 +66,8 @@ impl PgStore {
         .bind(&new.message)
         .bind(replica)
         .bind(OffsetDateTime::now_utc())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)
+        .fetch_one(self.database.pool());
+        self.run(insert).await
     }
 
     pub fn secret(&self) -> Secret {
@@ -99,11 +78,9 @@ impl PgStore {
     }
 
     pub async fn check(&self) -> Result<(), StoreError> {
-        self.require_schema()?;
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
+        self.schema
+            .check(&self.database, "SELECT 1 FROM messages LIMIT 0")
             .await
-            .map_err(classify)?;
-        Ok(())
+            .map_err(|reason| BackendError::unavailable(reason).into())
     }
 }

@@ -10,9 +10,10 @@ use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use time::OffsetDateTime;
 
-use super::{Message, Secret, StoreError, classify, is_sqlite_busy};
+use super::{Message, Secret, StoreError, classify_sqlite as classify, is_sqlite_busy};
 use crate::guestbook::config::{JournalMode, SqliteBegin};
 use crate::guestbook::validate::NewMessage;
+use crate::server::BackendError;
 
 const SECRET_KEY: &str = "secret_message";
 const POSTING_OPEN_KEY: &str = "posting_open";
@@ -138,7 +139,7 @@ impl SqliteStore {
         .await
         .map_err(classify)?;
         let mut messages: Vec<Message> = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Other(format!("unreadable row in messages: {e}")))?;
+            .map_err(|e| BackendError::other(format!("unreadable row in messages: {e}")))?;
         // Aggregate order is not guaranteed by SQL; newest first is.
         messages.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
         Ok(messages)
@@ -207,7 +208,10 @@ impl SqliteStore {
     pub async fn check(&self) -> Result<(), StoreError> {
         if !self.path.exists() {
             let shown = self.path.display();
-            return Err(StoreError::Unavailable(format!("{shown} no longer exists")));
+            return Err(BackendError::unavailable(format!(
+                "database unavailable: {shown} no longer exists"
+            ))
+            .into());
         }
         sqlx::query("SELECT 1 FROM messages LIMIT 1")
             .execute(&self.readers)
