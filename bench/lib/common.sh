@@ -9,7 +9,7 @@
 #   - tools: need_tool installs a missing tool from Debian's apt when running as root, otherwise
 #     stops with the exact install command;
 #   - processes: bench_track records what the script started, and one EXIT trap stops exactly
-#     those PIDs (and removes BENCH_WORK, the script's temp directory);
+#     those PIDs (after the at_exit functions) and removes BENCH_WORK, the script's temp directory;
 #   - ports: start_statelab starts a server on 127.0.0.1:0 and reads the port it got from its
 #     "listening" log line; Redis and PostgreSQL listen on Unix sockets only (start_redis,
 #     start_postgres). Nothing picks a TCP port in advance;
@@ -55,9 +55,16 @@ stop_pids() {
     done
 }
 
-# The EXIT trap: last started first, each by its PID only.
+# at_exit FUNCTION: the EXIT trap calls FUNCTION first (e.g. to drop a database the script
+# created on a server it did not start), before it stops the processes.
+BENCH_AT_EXIT=()
+at_exit() { BENCH_AT_EXIT+=("$1"); }
+
+# The EXIT trap: the at_exit functions, then the processes, last started first, each by its PID
+# only, then BENCH_WORK.
 bench_cleanup() {
     local i pid _
+    for ((i = ${#BENCH_AT_EXIT[@]} - 1; i >= 0; i--)); do "${BENCH_AT_EXIT[i]}" || true; done
     for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${BENCH_PIDS[i]}
         alive "$pid" || continue
@@ -196,7 +203,8 @@ need_postgres_server() {
 
 # start_postgres DIR [POSTGRES ARG...]: a private PostgreSQL cluster in DIR/pg (default settings,
 # fsync on), listening only on the Unix socket in DIR; as the postgres user when run as root
-# (DIR, created if missing, is handed to that user). Sets PG_PID (the postmaster), PG_BIN,
+# (DIR, created if missing, is handed to that user, who must be able to reach it: pass
+# BENCH_WORK itself, not a directory inside it). Sets PG_PID (the postmaster), PG_BIN,
 # PG_VERSION, PG_DATA and PG_SOCKET_DIR; connect with pg_url DATABASE.
 start_postgres() {
     local dir=$1
