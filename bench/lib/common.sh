@@ -124,7 +124,9 @@ _have_tool() { if [[ $1 == /* ]]; then [ -x "$1" ]; else command -v "$1" >/dev/n
 need_statelab() {
     local bin=${STATELAB_BIN:-${STATELAB:-${BIN:-}}}
     if [ -z "$bin" ]; then
-        need_tool cargo "a Rust toolchain (https://rustup.rs)"
+        # Not from apt: Debian's cargo may be older than the toolchain the project needs.
+        command -v cargo >/dev/null 2>&1 ||
+            die "cargo is missing: install a Rust toolchain (https://rustup.rs), or set STATELAB_BIN to a built statelab"
         echo "$BENCH_NAME: cargo build --release" >&2
         (cd "$BENCH_ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
         bin=$BENCH_ROOT/target/release/statelab
