@@ -107,7 +107,6 @@ need_tool() {
         redis-benchmark | redis-cli) package=redis-tools ;;
         pgbench) package=postgresql ;;
         psql | pg_isready) package=postgresql-client ;;
-        /usr/bin/time) package="time" ;;
         *) package=$(basename "$tool") ;;
         esac
     fi
