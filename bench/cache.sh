@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Cache API vs Redis's own limit, in one run, on loopback.
 #
-#   cargo build --release && bench/cache.sh
+#   bench/cache.sh
+#   DURATION=3 REQUESTS=50000 bench/cache.sh
 #
-# Starts a private redis-server (AOF on, appendfsync everysec, as in deploy/k8s/cache) and
-# `statelab cache` in front of it, then measures with the same 16 connections:
+# Starts a private redis-server (AOF on, appendfsync everysec, as in deploy/k8s/cache; on a Unix
+# socket, no TCP port) and `statelab cache` in front of it (on 127.0.0.1, on a port the system
+# picks), then measures with the same 16 connections:
 #   1. redis-benchmark -c 16 -t set,get straight against that Redis  (the ceiling);
 #   2. POST /cache/{key}/{value} and GET /cache/{key} through the API, with wrk.
 # Both use 10,000 random keys and 16-byte values. Prints a table with the API's share of
@@ -12,84 +14,47 @@
 # HTTP runs, while redis-benchmark only shares them with Redis.
 #
 # Environment: DURATION (seconds per HTTP run, default 10), REQUESTS (per redis-benchmark
-# test, default 200000), CONNECTIONS (default 16), STATELAB (default target/release/statelab).
-# Needs: redis-server, redis-benchmark, redis-cli (Debian: redis-server, redis-tools), wrk.
+# test, default 200000), CONNECTIONS (default 16), STATELAB_BIN (the binary; STATELAB and BIN are
+# read too; unset, it runs cargo build --release and uses target/release/statelab).
+# Needs: redis-server, redis-benchmark, redis-cli (Debian: redis-server, redis-tools), wrk, curl
+# (installed with apt-get when run as root; see bench/lib/common.sh).
 set -euo pipefail
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 DURATION=${DURATION:-10}
 REQUESTS=${REQUESTS:-200000}
 CONNECTIONS=${CONNECTIONS:-16}
 KEYS=10000
 VALUE=0123456789abcdef # 16 bytes
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-STATELAB=${STATELAB:-$ROOT/target/release/statelab}
 
-for tool in redis-server redis-benchmark redis-cli wrk; do
-    command -v "$tool" >/dev/null || {
-        echo "bench/cache.sh: $tool is missing (apt-get install redis-server redis-tools wrk)" >&2
-        exit 1
-    }
-done
-[ -x "$STATELAB" ] || {
-    echo "bench/cache.sh: $STATELAB is missing; run: cargo build --release" >&2
-    exit 1
-}
-
-WORK=$(mktemp -d -t statelab-bench-cache.XXXXXX)
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+need_tool redis-server
+need_tool redis-benchmark
+need_tool redis-cli
+need_tool wrk
+need_tool curl
+need_statelab
+WORK=$BENCH_WORK
 
 # --- Redis, configured as in deploy/k8s/cache/redis-statefulset.yaml ------------------------
-REDIS_PORT=$(free_port)
-redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$WORK" --logfile "$WORK/redis.log" \
-    --appendonly yes --appendfsync everysec --save "" --daemonize no \
-    --maxmemory 160mb --maxmemory-policy noeviction &
-REDIS_PID=$!
-PIDS+=($REDIS_PID)
-for _ in $(seq 100); do
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
-    sleep 0.05
-done
+start_redis "$WORK" --appendonly yes --appendfsync everysec --save "" \
+    --maxmemory 160mb --maxmemory-policy noeviction
 
 # --- the API --------------------------------------------------------------------------------
-REDIS_HOST=127.0.0.1 REDIS_PORT=$REDIS_PORT LOG_FORMAT=json \
-    "$STATELAB" cache --listen 127.0.0.1:0 2>"$WORK/api.log" &
-API_PID=$!
-PIDS+=($API_PID)
-API_PORT=
-for _ in $(seq 200); do
-    API_PORT=$(sed -n 's/.*"message":"listening".*"local":"[^"]*:\([0-9]*\)".*/\1/p' "$WORK/api.log" | head -1)
-    [ -n "$API_PORT" ] && curl -fs "http://127.0.0.1:$API_PORT/readyz" >/dev/null && break
-    sleep 0.05
-done
-[ -n "$API_PORT" ] || { echo "the API did not start:" >&2; cat "$WORK/api.log" >&2; exit 1; }
-API=http://127.0.0.1:$API_PORT
+REDIS_URL="redis+unix://$REDIS_SOCKET" start_statelab "$WORK/api.log" cache
+API_PID=$SERVER_PID
+API=$SERVER_URL
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- 1. redis-benchmark ---------------------------------------------------------------------
 # CSV: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",...
-# CPU time a process has used so far, in clock ticks (utime + stime, /proc/PID/stat).
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-TICK_US=$((1000000 / $(getconf CLK_TCK)))
-# µs of CPU per request: cpu_per_request TICKS_BEFORE TICKS_AFTER REQUESTS
-cpu_per_request() { awk -v a="$1" -v b="$2" -v n="$3" -v t="$TICK_US" 'BEGIN { printf "%.1f", (b - a) * t / n }'; }
-
 declare -A RB_REDIS_CPU
 for test in set get; do
-    before=$(ticks "$REDIS_PID")
-    redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$CONNECTIONS" -n "$REQUESTS" \
+    before=$(cpu_us "$REDIS_PID")
+    redis-benchmark -s "$REDIS_SOCKET" -c "$CONNECTIONS" -n "$REQUESTS" \
         -r "$KEYS" -d ${#VALUE} -t "$test" --csv >"$WORK/rb-$test.csv"
-    RB_REDIS_CPU[$test]=$(cpu_per_request "$before" "$(ticks "$REDIS_PID")" "$REQUESTS")
+    RB_REDIS_CPU[$test]=$(per_request $(($(cpu_us "$REDIS_PID") - before)) "$REQUESTS")
 done
 { head -1 "$WORK/rb-set.csv"; tail -n +2 "$WORK/rb-set.csv"; tail -n +2 "$WORK/rb-get.csv"; } >"$WORK/redis-benchmark.csv"
 rb() { # rb TEST FIELD -> value
@@ -129,17 +94,17 @@ LUA
 
 # Every key the GET run asks for exists: write them all first (under the API's prefix).
 for i in $(seq 0 $((KEYS - 1))); do echo "SET cache:key:$i $VALUE"; done |
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --pipe >/dev/null
+    redis-cli -s "$REDIS_SOCKET" --pipe >/dev/null
 
 wrk_run() { # wrk_run SCRIPT -> "rps p50 p99 errors requests api-cpu/req redis-cpu/req"
     wrk -t 2 -c "$CONNECTIONS" -d 2s -s "$1" "$API" >/dev/null # warm-up
     local api_before redis_before result
-    api_before=$(ticks "$API_PID")
-    redis_before=$(ticks "$REDIS_PID")
+    api_before=$(cpu_us "$API_PID")
+    redis_before=$(cpu_us "$REDIS_PID")
     result=$(wrk -t 2 -c "$CONNECTIONS" -d "${DURATION}s" -s "$1" "$API" |
         sed -n 's/^RESULT rps=\([0-9.]*\) p50=\([0-9.]*\) p99=\([0-9.]*\) errors=\([0-9]*\) requests=\([0-9]*\)/\1 \2 \3 \4 \5/p')
     local n=${result##* }
-    echo "$result $(cpu_per_request "$api_before" "$(ticks "$API_PID")" "$n") $(cpu_per_request "$redis_before" "$(ticks "$REDIS_PID")" "$n")"
+    echo "$result $(per_request $(($(cpu_us "$API_PID") - api_before)) "$n") $(per_request $(($(cpu_us "$REDIS_PID") - redis_before)) "$n")"
 }
 read -r POST_RPS POST_P50 POST_P99 POST_ERR POST_N POST_API_CPU POST_REDIS_CPU < <(wrk_run "$WORK/post.lua")
 read -r GET_RPS GET_P50 GET_P99 GET_ERR GET_N GET_API_CPU GET_REDIS_CPU < <(wrk_run "$WORK/get.lua")
@@ -161,11 +126,10 @@ echo "load average before the runs: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc
 echo
 printf '%-32s %9s %8s %8s %7s %7s %11s %13s\n' "operation" "req/s" "p50 ms" "p99 ms" "errors" "share" "API CPU/req" "Redis CPU/req"
 row() { printf '%-32s %9.0f %8.3f %8.3f %7s %7s %11s %13s\n' "$@"; }
-share() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
 row "redis-benchmark SET" "$SET_RPS" "$(rb SET p50_latency_ms)" "$(rb SET p99_latency_ms)" - 100% - "${RB_REDIS_CPU[set]} µs"
-row "API POST /cache/{key}/{value}" "$POST_RPS" "$POST_P50" "$POST_P99" "$POST_ERR" "$(share "$POST_RPS" "$SET_RPS")" "$POST_API_CPU µs" "$POST_REDIS_CPU µs"
+row "API POST /cache/{key}/{value}" "$POST_RPS" "$POST_P50" "$POST_P99" "$POST_ERR" "$(percent "$POST_RPS" "$SET_RPS" 1)" "$POST_API_CPU µs" "$POST_REDIS_CPU µs"
 row "redis-benchmark GET" "$GET_RB_RPS" "$(rb GET p50_latency_ms)" "$(rb GET p99_latency_ms)" - 100% - "${RB_REDIS_CPU[get]} µs"
-row "API GET /cache/{key}" "$GET_RPS" "$GET_P50" "$GET_P99" "$GET_ERR" "$(share "$GET_RPS" "$GET_RB_RPS")" "$GET_API_CPU µs" "$GET_REDIS_CPU µs"
+row "API GET /cache/{key}" "$GET_RPS" "$GET_P50" "$GET_P99" "$GET_ERR" "$(percent "$GET_RPS" "$GET_RB_RPS" 1)" "$GET_API_CPU µs" "$GET_REDIS_CPU µs"
 echo
 echo "share: the API's rate as a fraction of redis-benchmark's on the same Redis (aim: at least 40%)."
 echo "errors: connection errors, timeouts and non-2xx answers seen by wrk ($POST_N POSTs, $GET_N GETs in total)."

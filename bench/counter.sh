@@ -10,30 +10,23 @@
 # fsync per request; the table shows the mean batch size so that is visible, and checks that
 # the count stored equals the increments acknowledged.
 #
-#   bench/counter.sh                 # needs target/release/statelab (built if missing)
+#   bench/counter.sh
 #   BENCH_SECONDS=20 bench/counter.sh
+#
+# Environment: BENCH_SECONDS (per wrk run, default 10), BENCH_BASELINE_SECONDS (per disk
+# measurement, default 3), STATELAB_BIN (the binary; STATELAB and BIN are read too; unset, it
+# runs cargo build --release and uses target/release/statelab).
+# Needs: wrk, curl, python3 (installed with apt-get when run as root; see bench/lib/common.sh).
 set -euo pipefail
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
-cd "$(dirname "$0")/.."
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
-BIN="${STATELAB_BIN:-target/release/statelab}"
-
-if ! command -v wrk >/dev/null; then
-    echo "wrk is missing; installing it (Debian package wrk)"
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-if [ ! -x "$BIN" ]; then
-    echo "building $BIN"
-    cargo build --release --quiet
-fi
-
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/statelab-bench-counter.XXXXXX")"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+need_tool wrk
+need_tool curl
+need_tool python3
+need_statelab
+WORK=$BENCH_WORK
 
 echo "filesystem: $(df -PT "$WORK" | awk 'NR==2 {print $1" ("$2")"}'), ${SECONDS_PER_RUN}s per run, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(fsync latency depends on everything else writing to the disk: compare rows of one run only)"
@@ -78,19 +71,8 @@ median() { printf "%s\n" "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR
 range() { printf "%s\n" "$@" | sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "-" hi}'; }
 
 # --- the server ------------------------------------------------------------------------------
-LOG="$WORK/server.log"
-RUST_LOG=info DRAIN_DELAY_MS=0 "$BIN" counter --data-dir "$WORK/data" \
-    --listen 127.0.0.1:0 --log-format json 2>"$LOG" &
-SERVER_PID=$!
-PORT=""
-for _ in $(seq 1 200); do
-    PORT=$(grep -o '"local":"127.0.0.1:[0-9]*"' "$LOG" 2>/dev/null | grep -o '[0-9]*"$' | tr -d '"' || true)
-    [ -n "$PORT" ] && break
-    sleep 0.05
-done
-[ -n "$PORT" ] || { cat "$LOG"; echo "the server did not start"; exit 1; }
-BASE="http://127.0.0.1:$PORT"
-until curl -fsS "$BASE/ready" >/dev/null; do sleep 0.05; done
+start_statelab "$WORK/server.log" counter --data-dir "$WORK/data"
+BASE=$SERVER_URL
 
 cat >"$WORK/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -123,14 +105,13 @@ done
 DD_RATE=$(median "${DD_RATES[@]}")
 REPLACE_RATE=$(median "${REPLACE_RATES[@]}")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", (b ? 100 * a / b : 0) }'; }
 echo
 printf "%-48s %10s %9s %12s %14s\n" "what" "per second" "p99" "vs dd dsync" "vs replace loop"
 printf "%-48s %10s %9s %12s %14s\n" "disk: dd bs=512 oflag=dsync (median of 3)" "$DD_RATE" "" "100%" ""
-printf "%-48s %10s %9s %12s %14s\n" "disk: write+fsync+rename+dir fsync (median of 3)" "$REPLACE_RATE" "" "$(ratio "$REPLACE_RATE" "$DD_RATE")" "100%"
+printf "%-48s %10s %9s %12s %14s\n" "disk: write+fsync+rename+dir fsync (median of 3)" "$REPLACE_RATE" "" "$(percent "$REPLACE_RATE" "$DD_RATE")" "100%"
 for c in 1 16; do
     printf "%-48s %10s %9s %12s %14s\n" "statelab POST /increment, $c connection(s)" "${RATE[$c]}" "${P99[$c]}" \
-        "$(ratio "${RATE[$c]}" "$DD_RATE")" "$(ratio "${RATE[$c]}" "$REPLACE_RATE")"
+        "$(percent "${RATE[$c]}" "$DD_RATE")" "$(percent "${RATE[$c]}" "$REPLACE_RATE")"
 done
 echo
 echo "disk runs: dd dsync $(range "${DD_RATES[@]}")/s, atomic replace $(range "${REPLACE_RATES[@]}")/s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

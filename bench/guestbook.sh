@@ -3,25 +3,27 @@
 # one replica (SQLite and PostgreSQL), against GET /healthz on the same server as the ceiling of
 # the HTTP stack measured in the same run; idle and loaded RSS; start-to-ready (median of 5).
 #
-#   bench/guestbook.sh            (needs wrk; uses PostgreSQL on 127.0.0.1:5432 if it answers)
+#   bench/guestbook.sh
+#   DURATION=3s bench/guestbook.sh
+#
+# PostgreSQL: a private throwaway cluster on a Unix socket, or the server at BENCH_DATABASE_URL
+# (an admin URL; a database statelab_bench_guestbook is created and dropped on it).
+# Environment: DURATION (per wrk run, default 10s), STATELAB_BIN (the binary; STATELAB and BIN
+# are read too; unset, it runs cargo build --release and uses target/release/statelab).
+# Needs: wrk, curl, python3, PostgreSQL (Debian: postgresql) unless BENCH_DATABASE_URL is set
+# (installed with apt-get when run as root; see bench/lib/common.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 DURATION="${DURATION:-10s}"
 CONNECTIONS=16
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-# STATELAB_BIN=path runs an already built binary instead of building the release one.
-BIN="${STATELAB_BIN:-target/release/statelab}"
-[ -n "${STATELAB_BIN:-}" ] || cargo build --release --quiet
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() { for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.05; done; return 1; }
-rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-hwm_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+need_tool wrk
+need_tool curl
+need_tool python3
+need_tool psql
+need_statelab
+WORK=$BENCH_WORK
 
 # wrk → "requests/s p99_ms non2xx"
 run_wrk() {
@@ -36,11 +38,9 @@ run_wrk() {
 
 bench_backend() {
     local label=$1; shift
-    local port; port=$(free_port)
     mkdir -p "$WORK/$label"
-    DATA_DIR="$WORK/$label" RUST_LOG=warn "$BIN" guestbook --listen "127.0.0.1:$port" "$@" 2>"$WORK/$label.log" &
-    local pid=$!; PIDS+=("$pid")
-    wait_ready "$port"
+    DATA_DIR="$WORK/$label" RUST_LOG=warn start_statelab "$WORK/$label.log" guestbook "$@"
+    local pid=$SERVER_PID port=$SERVER_PORT
     local idle; idle=$(rss_mib "$pid")
     read -r h_rps h_p99 _ <<<"$(run_wrk "http://127.0.0.1:$port/healthz")"
     # Seed 100 messages so GET / renders a full page.
@@ -48,12 +48,12 @@ bench_backend() {
         curl -s -o /dev/null -H 'content-type: application/json' -d "{\"name\":\"seed$i\",\"message\":\"a message of ordinary length, number $i\"}" "http://127.0.0.1:$port/api/messages"
     done
     read -r g_rps g_p99 g_err <<<"$(run_wrk "http://127.0.0.1:$port/")"
-    read -r p_rps p_p99 p_err <<<"$(WRK_PATH=/api/messages run_wrk -s bench/lib/post-json.lua "http://127.0.0.1:$port")"
-    local loaded; loaded=$(hwm_mib "$pid")
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    read -r p_rps p_p99 p_err <<<"$(WRK_PATH=/api/messages run_wrk -s "$BENCH_ROOT/bench/lib/post-json.lua" "http://127.0.0.1:$port")"
+    local loaded; loaded=$(peak_rss_mib "$pid")
+    stop_pids "$pid"
     printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "GET /healthz (ceiling)" "$h_rps" "$h_p99" "1.00" "-"
-    printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "GET / (100 messages)" "$g_rps" "$g_p99" "$(python3 -c "print(f'{$g_rps/$h_rps:.2f}')")" "$g_err"
-    printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "POST /api/messages" "$p_rps" "$p_p99" "$(python3 -c "print(f'{$p_rps/$h_rps:.2f}')")" "$p_err"
+    printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "GET / (100 messages)" "$g_rps" "$g_p99" "$(ratio "$g_rps" "$h_rps")" "$g_err"
+    printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "POST /api/messages" "$p_rps" "$p_p99" "$(ratio "$p_rps" "$h_rps")" "$p_err"
     echo "$label $idle $loaded" >>"$WORK/memory"
 }
 
@@ -62,17 +62,33 @@ echo
 echo "| backend  | request                  | requests/s | p99 (ms) | × ceiling | non-2xx |"
 echo "|----------|--------------------------|-----------:|---------:|----------:|--------:|"
 bench_backend sqlite
-if pg_isready -q -h 127.0.0.1 -p 5432 -U postgres 2>/dev/null; then
-    db="statelab_bench_$$"
-    psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null
-    bench_backend postgres --database "postgres://postgres@127.0.0.1:5432/$db" --pool-size 16
-    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE $db WITH (FORCE)" >/dev/null
+PG_PID=""
+if [ -n "${BENCH_DATABASE_URL:-}" ]; then
+    ADMIN_URL=$BENCH_DATABASE_URL
+    drop_database() {
+        psql -q "$ADMIN_URL" -c 'DROP DATABASE IF EXISTS statelab_bench_guestbook WITH (FORCE)' >/dev/null 2>&1 || true
+    }
+    at_exit drop_database
+    PG_URL=$(python3 - "$ADMIN_URL" <<'PY'
+import sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+print(urllib.parse.urlunsplit(u._replace(path="/statelab_bench_guestbook")))
+PY
+)
 else
-    echo "| postgres | (skipped: no PostgreSQL on 127.0.0.1:5432) | | | | |"
+    start_postgres "$WORK" -c max_connections=100
+    ADMIN_URL=$(pg_url postgres)
+    PG_URL=$(pg_url statelab_bench_guestbook)
 fi
+PGOPTIONS=--client-min-messages=warning psql -q "$ADMIN_URL" \
+    -c 'DROP DATABASE IF EXISTS statelab_bench_guestbook WITH (FORCE)' -c 'CREATE DATABASE statelab_bench_guestbook' >/dev/null
+bench_backend postgres --database "$PG_URL" --pool-size 16
+psql -q "$ADMIN_URL" -c 'DROP DATABASE statelab_bench_guestbook WITH (FORCE)' >/dev/null
+# Nothing else runs during the start-up measurement.
+[ -z "$PG_PID" ] || stop_pids "$PG_PID"
 echo
 echo "| backend  | idle RSS (MiB) | peak RSS under load (MiB) |"
 echo "|----------|---------------:|--------------------------:|"
 while read -r label idle loaded; do printf "| %-8s | %14s | %25s |\n" "$label" "$idle" "$loaded"; done <"$WORK/memory"
 echo
-python3 bench/lib/startup.py "$BIN" guestbook 5 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("start to first 200 on /readyz, fresh data dir (median of 5): %.1f ms; idle RSS %.1f MiB" % (d["start_to_ready_ms"], d["idle_rss_mib"]))'
+python3 "$BENCH_ROOT/bench/lib/startup.py" "$STATELAB_BIN" guestbook 5 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("start to first 200 on /readyz, fresh data dir (median of 5): %.1f ms; idle RSS %.1f MiB" % (d["start_to_ready_ms"], d["idle_rss_mib"]))'

@@ -9,78 +9,50 @@
 # Also shows the CPU time each tool and the server spend per request (user + system), which
 # is far less sensitive than the rates to other processes competing for the CPUs.
 #
-# Needs: target/release/statelab (cargo build --release), wrk (apt-get install -y wrk), jq,
-# curl, /usr/bin/time (Debian package time).
+# The binary: STATELAB_BIN (STATELAB and BIN are read too; unset, it runs cargo build --release
+# and uses target/release/statelab).
+# Needs: wrk, jq, curl (installed with apt-get when run as root; see bench/lib/common.sh).
 set -euo pipefail
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
-cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/statelab}
 DURATION=${DURATION:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-6}
 
-[ -x "$BIN" ] || { echo "missing $BIN: run cargo build --release" >&2; exit 1; }
-if ! command -v wrk >/dev/null; then
-    echo "wrk is not installed; installing the Debian package" >&2
-    apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-for tool in jq curl; do
-    command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install -y $tool)" >&2; exit 1; }
-done
-[ -x /usr/bin/time ] || { echo "/usr/bin/time is not installed (apt-get install -y time)" >&2; exit 1; }
+need_tool wrk
+need_tool jq
+need_tool curl
+need_statelab
+BIN=$STATELAB_BIN
+WORK=$BENCH_WORK
 
-WORK=$(mktemp -d)
-SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
-
-# One guestbook replica on a free port (found from its "listening" log line).
-DATA_DIR="$WORK" POD_NAME=bench-0 LOG_FORMAT=json RUST_LOG=warn,statelab::server=info \
-    "$BIN" guestbook --listen 127.0.0.1:0 2>"$WORK/server.log" &
-SERVER_PID=$!
-PORT=
-for _ in $(seq 1 200); do
-    PORT=$(sed -n 's/.*"message":"listening","local":"[^"]*:\([0-9]*\)".*/\1/p' "$WORK/server.log" | head -n1)
-    [ -n "$PORT" ] && break
-    sleep 0.05
-done
-[ -n "$PORT" ] || { echo "the guestbook did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
-BASE="http://127.0.0.1:$PORT"
-until curl -fsS "$BASE/readyz" >/dev/null 2>&1; do sleep 0.05; done
-
-server_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat"; }
-TICK=$(getconf CLK_TCK)
+# One guestbook replica on 127.0.0.1, on a port the system picks.
+DATA_DIR="$WORK/data" POD_NAME=bench-0 RUST_LOG=warn start_statelab "$WORK/server.log" guestbook
+BASE=$SERVER_URL
 
 # One measurement: prints "requests_per_s client_cpu_us_per_request server_cpu_us_per_request".
 run_wrk() { # path keep-alive|close
-    local args=() before after
+    local args=() before server n rate
     [ "$2" = close ] && args=(-H "Connection: close")
-    before=$(server_ticks)
-    /usr/bin/time -f "%U %S" -o "$WORK/time" \
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" "$BASE$1" >"$WORK/out"
-    after=$(server_ticks)
-    local n rate
+    before=$(cpu_us "$SERVER_PID")
+    run_timed "$WORK/out" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "${args[@]}" "$BASE$1"
+    server=$(($(cpu_us "$SERVER_PID") - before))
     n=$(awk '/requests in/ {print $1}' "$WORK/out")
     rate=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/out")
-    awk -v r="$rate" -v n="$n" -v s="$((after - before))" -v t="$TICK" \
-        '{ printf "%s %.1f %.1f\n", r, ($1 + $2) * 1e6 / n, s * 1e6 / t / n }' "$WORK/time"
+    echo "$rate $(per_request "$RUN_CPU_US" "$n") $(per_request "$server" "$n")"
 }
 run_ours() { # path keep-alive|close
-    local args=() before after
+    local args=() before server n rate
     [ "$2" = keep-alive ] && args=(--keep-alive)
-    before=$(server_ticks)
-    /usr/bin/time -f "%U %S" -o "$WORK/time" \
-        "$BIN" load "$BASE" --path "$1" -c "$CONNECTIONS" -d "${DURATION}s" --progress off --json "${args[@]}" >"$WORK/out"
-    after=$(server_ticks)
-    local n rate
+    before=$(cpu_us "$SERVER_PID")
+    run_timed "$WORK/out" \
+        "$BIN" load "$BASE" --path "$1" -c "$CONNECTIONS" -d "${DURATION}s" --progress off --json "${args[@]}"
+    server=$(($(cpu_us "$SERVER_PID") - before))
     n=$(jq .sent "$WORK/out")
     rate=$(jq .rate_per_s "$WORK/out")
-    awk -v r="$rate" -v n="$n" -v s="$((after - before))" -v t="$TICK" \
-        '{ printf "%s %.1f %.1f\n", r, ($1 + $2) * 1e6 / n, s * 1e6 / t / n }' "$WORK/time"
+    echo "$rate $(per_request "$RUN_CPU_US" "$n") $(per_request "$server" "$n")"
 }
 
 # Warm up both paths once.
