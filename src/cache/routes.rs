@@ -145,7 +145,7 @@ async fn put(
 ) -> Result<Response, ApiError> {
     let ttl = match (body.ttl, query.ttl.as_deref()) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::unprocessable(
                 "give ttl either in the body or in the query string, not both",
             ));
         }
@@ -227,7 +227,7 @@ async fn list(
             .ok()
             .filter(|n| (1..=state.max_page_size).contains(n))
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                ApiError::unprocessable(format!(
                     "limit must be a whole number from 1 to {}",
                     state.max_page_size
                 ))
@@ -237,7 +237,7 @@ async fn list(
     let cursor = match query.cursor.as_deref() {
         None | Some("") => Cursor::START,
         Some(text) => Cursor::decode(text).ok_or_else(|| {
-            ApiError::bad_request(
+            ApiError::unprocessable(
                 "cursor is not valid: pass back the next_cursor of the previous page unchanged",
             )
         })?,
@@ -276,10 +276,10 @@ pub const KEY_PUNCTUATION: &str = "-_.:@";
 /// URLs cannot carry as a path segment.
 pub fn check_key(key: &str, max: usize) -> Result<(), ApiError> {
     if key.is_empty() {
-        return Err(ApiError::bad_request("key must not be empty"));
+        return Err(ApiError::unprocessable("key must not be empty"));
     }
     if key.len() > max {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::unprocessable(format!(
             "key is {} bytes long; the limit is {max}",
             key.len()
         ))
@@ -289,7 +289,7 @@ pub fn check_key(key: &str, max: usize) -> Result<(), ApiError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || KEY_PUNCTUATION.contains(c))
     {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::unprocessable(format!(
             "key may only contain ASCII letters, digits and the characters {}",
             KEY_PUNCTUATION
                 .chars()
@@ -299,7 +299,7 @@ pub fn check_key(key: &str, max: usize) -> Result<(), ApiError> {
         )));
     }
     if key == "." || key == ".." {
-        return Err(ApiError::bad_request("key must not be . or .."));
+        return Err(ApiError::unprocessable("key must not be . or .."));
     }
     Ok(())
 }
@@ -316,7 +316,7 @@ fn check_value(value: &str, max: usize) -> Result<(), ApiError> {
 }
 
 fn ttl_error() -> ApiError {
-    ApiError::bad_request(format!(
+    ApiError::unprocessable(format!(
         "ttl must be a whole number of seconds from 1 to {MAX_TTL_SECONDS}"
     ))
 }
@@ -349,7 +349,7 @@ mod tests {
         }
         for bad in ["", ".", "..", "a b", "a/b", "a*", "é", "a\0b", "a?b", "x\n"] {
             let error = check_key(bad, 128).expect_err(bad);
-            assert_eq!(error.status, StatusCode::BAD_REQUEST, "{bad:?}");
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
         }
         assert!(check_key(&"k".repeat(128), 128).is_ok());
         assert!(check_key(&"k".repeat(129), 128).is_err());

@@ -258,7 +258,7 @@ pub async fn list_messages(
 ) -> Result<Response, ApiError> {
     let limit = query.limit.unwrap_or(app.page_size);
     if !(1..=LIST_LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::unprocessable(format!(
             "limit must be between 1 and {LIST_LIMIT_MAX}"
         )));
     }

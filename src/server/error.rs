@@ -1,4 +1,5 @@
 use axum::Json;
+use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
@@ -63,6 +64,7 @@ impl IntoResponse for ApiError {
 // The rule for every service (docs/http.md): 400 when the request cannot be read at all
 // (a body that is not JSON), 413 too large, 415 wrong content type, 422 when it can be read but
 // a value is wrong (a missing or mistyped field, a path id or query number that is not valid).
+// Percent-encoded bytes that are not UTF-8 cannot be read: 400.
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
@@ -91,7 +93,10 @@ impl From<FormRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         match r {
-            PathRejection::FailedToDeserializePathParams(e) => {
+            // Bytes that are not UTF-8 cannot be read at all; anything else is a wrong value.
+            PathRejection::FailedToDeserializePathParams(e)
+                if !matches!(e.kind(), ErrorKind::InvalidUtf8InPathParam { .. }) =>
+            {
                 ApiError::unprocessable(e.body_text())
             }
             other => ApiError::new(other.status(), other.body_text()),

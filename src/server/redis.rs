@@ -359,7 +359,13 @@ fn is_connection_error(error: &RedisError) -> bool {
 /// conflict with what is stored; `OOM` and any other error reply or unreadable answer are
 /// `Other`, with the code kept for services that answer them specially.
 pub fn classify(error: &RedisError, at: &str) -> BackendError {
-    let code = error.code().map(str::to_owned);
+    // A pipeline's failure carries the error of each command; the first one speaks for all.
+    let code = error.code().map(str::to_owned).or_else(|| {
+        error
+            .clone()
+            .into_server_errors()
+            .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned()))
+    });
     let (kind, message) = match code.as_deref() {
         Some("LOADING") => (
             Kind::Unavailable,

@@ -279,32 +279,32 @@ async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
     let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
         (
             client.get(api.url("/cache/a%20b")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "key may only contain",
         ),
         (
             client.get(api.url("/cache/a%2Fb")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "key may only contain",
         ),
         (
             client.post(api.url("/cache/a*b/v")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "key may only contain",
         ),
         (
             client.post(api.url("/cache/caf%C3%A9/v")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "key may only contain",
         ),
         (
             client.get(api.url("/cache/a%00b")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "key may only contain",
         ),
         (
             client.delete(api.url("/cache/%3Cscript%3E")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "key may only contain",
         ),
         (
@@ -314,7 +314,7 @@ async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
         ),
         (
             client.post(api.url(&format!("/cache/{long_key}/v"))),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "the limit is 128",
         ),
         (
@@ -371,59 +371,59 @@ async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
             client
                 .put(api.url("/cache/k"))
                 .json(&json!({"value": "v", "ttl": -1})),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "ttl must be",
         ),
         (
             client
                 .put(api.url("/cache/k?ttl=5"))
                 .json(&json!({"value": "v", "ttl": 5})),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "not both",
         ),
         (
             client.post(api.url("/cache/k/v?ttl=0")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "ttl must be",
         ),
         (
             client.post(api.url("/cache/k/v?ttl=-5")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "ttl must be",
         ),
         (
             client.post(api.url("/cache/k/v?ttl=soon")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "ttl must be",
         ),
         (
             client.post(api.url("/cache/k/v?ttl=99999999999")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "ttl must be",
         ),
         (
             client.get(api.url("/cache?limit=0")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "limit must be",
         ),
         (
             client.get(api.url("/cache?limit=1001")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "limit must be",
         ),
         (
             client.get(api.url("/cache?limit=lots")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "limit must be",
         ),
         (
             client.get(api.url("/cache?cursor=zz")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "cursor is not valid",
         ),
         (
             client.get(api.url("/cache?cursor=1~abc")),
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "cursor is not valid",
         ),
         (

@@ -439,9 +439,9 @@ async fn hostile_input_gets_the_right_4xx_and_nothing_is_stored_or_unescaped() {
         .send()
         .await
         .unwrap();
-    assert_eq!(bad_limit.status().as_u16(), 400);
+    assert_eq!(bad_limit.status().as_u16(), 422);
     let bad_limit = client.get(format!("{api}?limit=abc")).send().await.unwrap();
-    assert_eq!(bad_limit.status().as_u16(), 400);
+    assert_eq!(bad_limit.status().as_u16(), 422);
 }
 
 #[tokio::test]

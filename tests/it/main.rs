@@ -1,5 +1,6 @@
 //! The one integration-test binary: each module tests one service against real backends.
 
+mod backend_rules;
 mod browser;
 mod cache;
 mod counter;
