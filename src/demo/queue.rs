@@ -4,20 +4,22 @@
 //! of its tasks, restarts the backend, and prints a table showing that every task finished.
 //! Needs `redis-server`, or PostgreSQL's `initdb` and `postgres`, installed locally.
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::backend::Backend;
-use super::backend::postgres::PgBackend;
-use super::backend::redis::RedisBackend;
-use super::model::TaskState;
+use super::backends::{Durability, Postgres, Redis};
+use super::poll;
+use super::process::{Logs, Process, Spec};
+use crate::queue::backend::Backend;
+use crate::queue::backend::postgres::PgBackend;
+use crate::queue::backend::redis::RedisBackend;
+use crate::queue::model::TaskState;
+use crate::server::signals::Shutdown;
+use crate::sys::Signal;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DemoBackend {
@@ -47,231 +49,66 @@ pub struct DemoQueueArgs {
     pub lease_ms: u64,
 }
 
-/// A child process stopped (by its PID) when dropped.
-struct Proc {
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn new(child: Child) -> Proc {
-        Proc { child: Some(child) }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    fn signal(&mut self, signal: i32) {
-        if let Some(child) = self.child.take() {
-            let mut child = child;
-            // SAFETY: kill(2) on the PID of our own child, not yet reaped.
-            unsafe {
-                libc::kill(child.id() as i32, signal);
-            }
-            let _ = child.wait();
-        }
-    }
-
-    fn kill(&mut self) {
-        self.signal(libc::SIGKILL);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.signal(libc::SIGTERM);
-    }
-}
-
-fn find_program(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
-        let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path().join("bin")).collect();
-        versions.sort();
-        dirs.extend(versions.into_iter().rev());
-    }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// The backend the demo owns, so it can restart it.
-struct PrivateBackend {
-    kind: DemoBackend,
-    dir: tempfile::TempDir,
-    process: Option<Proc>,
-    /// When running as root, PostgreSQL runs as the `postgres` user.
-    owner: Option<(u32, u32)>,
+enum PrivateBackend {
+    Postgres(Postgres),
+    /// With AOF on
+    Redis(Redis),
 }
 
 impl PrivateBackend {
     fn start(kind: DemoBackend) -> anyhow::Result<PrivateBackend> {
-        let dir = tempfile::Builder::new()
-            .prefix("statelab-demo-queue")
-            .tempdir()?;
-        let mut backend = PrivateBackend {
-            kind,
-            dir,
-            process: None,
-            owner: None,
-        };
-        if kind == DemoBackend::Postgres {
-            backend.init_postgres()?;
-        }
-        backend.spawn()?;
-        Ok(backend)
-    }
-
-    fn init_postgres(&mut self) -> anyhow::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let initdb = find_program("initdb")
-            .context("`initdb` not found: install PostgreSQL (apt-get install postgresql)")?;
-        // SAFETY: getuid/getpwnam are plain libc calls; the record is read at once.
-        self.owner = unsafe {
-            if libc::getuid() == 0 {
-                let name = std::ffi::CString::new("postgres")?;
-                let record = libc::getpwnam(name.as_ptr());
-                if record.is_null() {
-                    bail!("running as root needs a `postgres` system user to start PostgreSQL");
-                }
-                Some(((*record).pw_uid, (*record).pw_gid))
-            } else {
-                None
-            }
-        };
-        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o700))?;
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::chown(self.dir.path(), Some(uid), Some(gid))?;
-        }
-        let mut command = Command::new(initdb);
-        command
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some((uid, gid)) = self.owner {
-            command.uid(uid).gid(gid);
-        }
-        let output = command.output().context("initdb runs")?;
-        if !output.status.success() {
-            bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(())
-    }
-
-    fn socket(&self) -> PathBuf {
-        match self.kind {
-            DemoBackend::Postgres => self.dir.path().join(".s.PGSQL.5432"),
-            DemoBackend::Redis => self.dir.path().join("redis.sock"),
-        }
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let _ = std::fs::remove_file(self.socket());
-        let child = match self.kind {
-            DemoBackend::Redis => {
-                let program = find_program("redis-server")
-                    .context("`redis-server` not found: apt-get install redis-server")?;
-                Command::new(program)
-                    .args(["--port", "0", "--unixsocket"])
-                    .arg(self.socket())
-                    .args(["--unixsocketperm", "700", "--dir"])
-                    .arg(self.dir.path())
-                    .args([
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "yes",
-                        "--appendfsync",
-                        "everysec",
-                    ])
-                    .args(["--daemonize", "no", "--logfile", "redis.log"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()?
-            }
+        Ok(match kind {
             DemoBackend::Postgres => {
-                let program = find_program("postgres")
-                    .context("`postgres` not found: apt-get install postgresql")?;
-                let mut command = Command::new(program);
-                command
-                    .arg("-D")
-                    .arg(self.dir.path().join("data"))
-                    .arg("-k")
-                    .arg(self.dir.path())
-                    .args(["-c", "listen_addresses=", "-c", "max_connections=100"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                if let Some((uid, gid)) = self.owner {
-                    command.uid(uid).gid(gid);
-                }
-                command.spawn()?
+                PrivateBackend::Postgres(Postgres::start(Durability::Durable)?)
             }
-        };
-        self.process = Some(Proc::new(child));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.socket().exists() {
-            if Instant::now() > deadline {
-                bail!("the backend did not open {:?}", self.socket());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        Ok(())
+            DemoBackend::Redis => PrivateBackend::Redis(Redis::start(true)?),
+        })
     }
 
     /// The way a pod deletion stops it: SIGTERM for Redis (writes its AOF), a fast shutdown
     /// (SIGINT) for PostgreSQL; then start again on the same files.
-    fn restart(&mut self) -> anyhow::Result<Duration> {
+    async fn restart(&mut self) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        if let Some(mut process) = self.process.take() {
-            process.signal(match self.kind {
-                DemoBackend::Redis => libc::SIGTERM,
-                DemoBackend::Postgres => libc::SIGINT,
-            });
+        match self {
+            PrivateBackend::Postgres(postgres) => postgres.stop(),
+            PrivateBackend::Redis(redis) => redis.stop(),
         }
-        std::thread::sleep(Duration::from_millis(500));
-        self.spawn()?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match self {
+            PrivateBackend::Postgres(postgres) => postgres.start_again()?,
+            PrivateBackend::Redis(redis) => redis.start_again()?,
+        }
         Ok(started.elapsed())
     }
 
     fn env(&self) -> (&'static str, String) {
-        match self.kind {
-            DemoBackend::Postgres => (
-                "DATABASE_URL",
-                format!(
-                    "postgres://postgres@localhost/postgres?host={}",
-                    self.dir.path().display()
-                ),
-            ),
-            DemoBackend::Redis => (
-                "REDIS_URL",
-                format!("redis+unix://{}", self.socket().display()),
-            ),
+        match self {
+            PrivateBackend::Postgres(postgres) => ("DATABASE_URL", postgres.url("postgres")),
+            PrivateBackend::Redis(redis) => ("REDIS_URL", redis.url()),
         }
     }
 
     fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
         let (_, url) = self.env();
-        Ok(match self.kind {
-            DemoBackend::Postgres => Arc::new(PgBackend::connect(url.parse()?, 2)),
-            DemoBackend::Redis => Arc::new(RedisBackend::connect(&url, "statelab:queue:")?),
+        Ok(match self {
+            PrivateBackend::Postgres(_) => Arc::new(PgBackend::connect(url.parse()?, 2)),
+            PrivateBackend::Redis(_) => Arc::new(RedisBackend::connect(&url, "statelab:queue:")?),
         })
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        match self {
+            PrivateBackend::Postgres(postgres) => postgres.socket_dir(),
+            PrivateBackend::Redis(redis) => redis.data_dir(),
+        }
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn spawn_statelab(args: &[String], env: &(&'static str, String)) -> anyhow::Result<Proc> {
-    let exe = std::env::current_exe().context("cannot find the statelab binary")?;
-    let child = Command::new(exe)
+/// `statelab ARGS` with the backend's URL; stopped with SIGTERM when dropped.
+fn spawn_statelab(args: &[String], env: &(&'static str, String)) -> anyhow::Result<Process> {
+    Spec::this_executable()?
+        .name(args.first().map_or("statelab", String::as_str))
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
@@ -279,11 +116,30 @@ fn spawn_statelab(args: &[String], env: &(&'static str, String)) -> anyhow::Resu
         .env_remove("PORT")
         .env(env.0, &env.1)
         .env("RUST_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .logs(Logs::Discard)
+        .stop_on_drop(Signal::Terminate, Duration::from_secs(10))
+        .spawn()
+}
+
+/// The producer API on port 0; returns once it answers /readyz.
+async fn start_producer(env: &(&'static str, String)) -> anyhow::Result<(Process, String)> {
+    let producer = Spec::this_executable()?
+        .name("queue")
+        .args(["queue", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env(env.0, &env.1)
+        // Errors, and the server's own lines (among them "listening", with the port).
+        .env("RUST_LOG", "error,statelab::server=info")
+        .stop_on_drop(Signal::Terminate, Duration::from_secs(10))
         .spawn()?;
-    Ok(Proc::new(child))
+    let port = producer.wait_port(Duration::from_secs(30)).await?;
+    let api = format!("http://127.0.0.1:{port}");
+    producer
+        .wait_http_ok(&format!("{api}/readyz"), Duration::from_secs(30))
+        .await
+        .context("the producer API did not become ready")?;
+    Ok((producer, api))
 }
 
 async fn stats(http: &reqwest::Client, api: &str) -> Option<Value> {
@@ -298,28 +154,43 @@ fn count(stats: &Value, state: &str) -> i64 {
     stats["counts"][state].as_i64().unwrap_or(0)
 }
 
-pub async fn run(args: DemoQueueArgs) -> anyhow::Result<()> {
+/// The processes the demo started besides the backend.
+#[derive(Default)]
+struct Fleet {
+    producer: Option<Process>,
+    workers: Vec<Process>,
+}
+
+pub async fn run(args: DemoQueueArgs, shutdown: &Shutdown) -> anyhow::Result<()> {
     let name = match args.backend {
         DemoBackend::Postgres => "PostgreSQL",
         DemoBackend::Redis => "Redis (AOF on)",
     };
     let mut backend = PrivateBackend::start(args.backend)?;
-    let env = backend.env();
     println!(
         "1. started a private {name} in {}",
         backend.path().display()
     );
+    let mut fleet = Fleet::default();
+    let result = super::until_shutdown(shutdown, demo(&args, name, &mut backend, &mut fleet)).await;
+    // Workers and producer first (SIGTERM, each waited for), then the backend, then its files.
+    for worker in &mut fleet.workers {
+        let _ = worker.signal(Signal::Terminate);
+    }
+    drop(fleet);
+    drop(backend);
+    result
+}
 
-    let port = free_port()?;
-    let api = format!("http://127.0.0.1:{port}");
-    let _producer = spawn_statelab(
-        &[
-            "queue".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-        ],
-        &env,
-    )?;
+async fn demo(
+    args: &DemoQueueArgs,
+    name: &str,
+    backend: &mut PrivateBackend,
+    fleet: &mut Fleet,
+) -> anyhow::Result<()> {
+    let env = backend.env();
+    let (producer, api) = start_producer(&env).await?;
+    fleet.producer = Some(producer);
     let worker_args: Vec<String> = [
         "worker",
         "--lease-ms",
@@ -336,23 +207,11 @@ pub async fn run(args: DemoQueueArgs) -> anyhow::Result<()> {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut workers = Vec::new();
     for _ in 0..args.workers {
-        workers.push(spawn_statelab(&worker_args, &env)?);
+        fleet.workers.push(spawn_statelab(&worker_args, &env)?);
     }
+    let workers = &mut fleet.workers;
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(format!("{api}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the producer API did not become ready");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let pids: Vec<String> = workers.iter().map(|w| w.pid().to_string()).collect();
     println!(
         "2. producer API on {api}; {} workers (pids {})",
@@ -409,7 +268,7 @@ pub async fn run(args: DemoQueueArgs) -> anyhow::Result<()> {
     // Restart the backend mid-run.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = stats(&http, &api).await;
-    let took = backend.restart()?;
+    let took = backend.restart().await?;
     println!(
         "5. restarted the backend on the same files in {} ms (done before: {}); producer and workers reconnect by themselves",
         took.as_millis(),
@@ -417,18 +276,13 @@ pub async fn run(args: DemoQueueArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
-    let last = loop {
-        if let Some(s) = stats(&http, &api).await {
-            let finished = count(&s, "done") + count(&s, "dead");
-            if finished >= total as i64 {
-                break s;
-            }
-        }
-        if started.elapsed() > Duration::from_secs(180) {
-            bail!("not every task finished within 3 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let last = poll::until(Duration::from_secs(180), || async {
+        let s = stats(&http, &api).await?;
+        let finished = count(&s, "done") + count(&s, "dead");
+        (finished >= total as i64).then_some(s)
+    })
+    .await
+    .context("not every task finished within 3 minutes")?;
     println!(
         "6. every task finished {:.1} s after the restart\n",
         started.elapsed().as_secs_f64()
@@ -436,13 +290,11 @@ pub async fn run(args: DemoQueueArgs) -> anyhow::Result<()> {
 
     // Audit every task directly in the backend.
     let store = backend.open()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.check().await.is_err() {
-        if Instant::now() > deadline {
-            bail!("cannot read the backend for the audit");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll::until(Duration::from_secs(30), || async {
+        store.check().await.ok()
+    })
+    .await
+    .context("cannot read the backend for the audit")?;
     let (mut done, mut missing, mut reran, mut extra) = (0u64, 0u64, 0u64, 0u64);
     let mut max_attempts = 0;
     for id in &ids {
@@ -481,9 +333,6 @@ pub async fn run(args: DemoQueueArgs) -> anyhow::Result<()> {
         "\nEvery acknowledged task finished, though a worker died mid-task and the backend restarted: \
          the killed worker's tasks ran again after their lease expired (at least once, fenced by attempt number)."
     );
-    for mut worker in workers {
-        worker.signal(libc::SIGTERM);
-    }
     if done as usize != ids.len() {
         bail!("{} tasks did not finish", ids.len() as u64 - done);
     }
