@@ -337,7 +337,7 @@ async fn interrupted_on_postgres_cleans_up(signal: Signal) {
     let work = tempfile::tempdir().unwrap();
     let demo = spawn_demo(&[
         "--writes",
-        "4000",
+        "600",
         "--replicas",
         "2",
         "--postgres",
@@ -357,7 +357,7 @@ async fn interrupted_on_postgres_cleans_up(signal: Signal) {
     .await;
     assert!(found.is_some(), "the demo never created its database");
     let children = tokio::task::block_in_place(|| replicas_running(&demo, 2));
-    std::thread::sleep(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         !demo_databases(&admin).await.is_empty() && demo.is_running(),
         "the PostgreSQL row ended before the signal; raise --writes:\n{}",
