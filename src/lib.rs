@@ -8,4 +8,5 @@ pub mod lint;
 pub mod load;
 pub mod queue;
 pub mod server;
+pub mod sys;
 pub mod users;

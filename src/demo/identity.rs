@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde::Serialize;
 
 use super::local_replica::{Replica, call, client, count_of};
+use crate::server::signals::Shutdown;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -54,7 +55,13 @@ struct Report {
     pids: Vec<u32>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+/// Runs the demo; a shutdown request stops it, and its replicas (by PID) and temporary
+/// directories are gone when this returns.
+pub async fn run(args: Args, shutdown: &Shutdown) -> anyhow::Result<ExitCode> {
+    super::until_shutdown(shutdown, demo(args)).await
+}
+
+async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let temp = tempfile::Builder::new()
         .prefix("statelab-demo-identity-")
         .tempdir()?;

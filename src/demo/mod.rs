@@ -1,12 +1,20 @@
 //! `statelab demo …`: each lesson as one local command. The demos start real child processes
-//! of this executable on free loopback ports and stop them by PID when done or interrupted.
+//! (of this executable, and private backends) through [`process`] and [`backends`], which the
+//! integration tests use too, and stop them by PID when done or interrupted.
 
+pub mod backends;
 mod identity;
 mod local_replica;
 mod persistence;
+pub mod poll;
+pub mod process;
+pub mod queue;
 pub mod scaling;
 
+use std::future::Future;
 use std::process::ExitCode;
+
+use crate::server::signals::Shutdown;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DemoCommand {
@@ -21,30 +29,37 @@ pub enum DemoCommand {
     Identity(identity::Args),
     /// The task queue under faults: enqueue, kill -9 a worker mid-task, restart the backend,
     /// and a table showing every task finished
-    Queue(crate::queue::demo::DemoQueueArgs),
+    Queue(queue::DemoQueueArgs),
 }
 
+/// Runs one demo. SIGINT and SIGTERM reach it through the process's one [`Shutdown`]; the
+/// demo stops what it started, drops what it created, and only then returns.
 pub async fn run(command: DemoCommand) -> anyhow::Result<ExitCode> {
-    let demo = async move {
-        match command {
-            DemoCommand::Scaling(args) => scaling::run(args).await,
-            DemoCommand::Persistence(args) => persistence::run(args).await,
-            DemoCommand::Identity(args) => identity::run(args).await,
-            DemoCommand::Queue(args) => crate::queue::demo::run(args)
-                .await
-                .map(|()| ExitCode::SUCCESS),
-        }
+    let shutdown = Shutdown::from_signals();
+    let result = match command {
+        DemoCommand::Scaling(args) => scaling::run(args, shutdown.clone()).await,
+        DemoCommand::Persistence(args) => persistence::run(args, &shutdown).await,
+        DemoCommand::Identity(args) => identity::run(args, &shutdown).await,
+        DemoCommand::Queue(args) => queue::run(args, &shutdown)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
-    // Dropping the demo on Ctrl-C or SIGTERM drops its replicas, which kills them by PID.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = demo => result,
-        _ = tokio::signal::ctrl_c() => interrupted(),
-        _ = term.recv() => interrupted(),
+    if shutdown.is_requested() {
+        eprintln!("interrupted: every replica this demo started has been stopped");
+        return Ok(ExitCode::from(crate::load::EXIT_INTERRUPTED));
     }
+    result
 }
 
-fn interrupted() -> anyhow::Result<ExitCode> {
-    eprintln!("interrupted: every replica this demo started has been stopped");
-    Ok(ExitCode::from(130))
+/// Runs `steps` until they end or a shutdown is requested. For demos whose every child is a
+/// [`process::Process`] owned by `steps` or by the caller: dropping the steps stops those
+/// children by PID before this returns (the drop is synchronous), so nothing is left behind.
+async fn until_shutdown<T>(
+    shutdown: &Shutdown,
+    steps: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        result = steps => result,
+        signal = shutdown.requested() => anyhow::bail!("interrupted by {signal:?}"),
+    }
 }

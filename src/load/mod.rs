@@ -15,6 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
+use crate::server::signals::Shutdown;
+
 pub use audit::AuditReport;
 pub use engine::{Limit, Outcome, Pick, Plan};
 use progress::{ProgressChoice, ProgressMode};
@@ -242,13 +244,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .filter(|d| !d.is_zero())
         .context("--progress-every-s must be a positive number of seconds")?;
     let progress = ProgressMode::choose(args.progress, every);
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
+    let shutdown = Shutdown::from_signals();
+    let stop = shutdown.token();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: no new requests; waiting for those in flight");
-            on_signal.cancel();
-        }
+        shutdown.requested().await;
+        eprintln!("interrupted: no new requests; waiting for those in flight");
     });
     let audit_from = args
         .audit

@@ -9,7 +9,6 @@
 
 pub mod backend;
 pub mod config;
-pub mod demo;
 pub mod model;
 pub mod routes;
 pub mod tasks;

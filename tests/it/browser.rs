@@ -1,11 +1,11 @@
 //! The guestbook page as a person sees it: headless Chromium driven through chromedriver's
 //! WebDriver API, with screenshots saved under target/screenshots/.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
+use statelab::demo::process::{Process, Spec};
 
 use crate::guestbook::hold_write_lock;
 use crate::support::{self, ServiceBuilder};
@@ -13,7 +13,7 @@ use crate::support::{self, ServiceBuilder};
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 struct Browser {
-    driver: Child,
+    driver: Process,
     base: String,
     session: String,
     client: reqwest::Client,
@@ -24,20 +24,20 @@ impl Browser {
     async fn start() -> Browser {
         let chromedriver = support::require_program("chromedriver", "chromium-driver");
         let chromium = support::require_program("chromium", "chromium");
-        let port = free_port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        let driver = Spec::new(chromedriver)
+            .arg("--port=0")
+            .port_from(chromedriver_port)
             .spawn()
             .expect("chromedriver starts");
+        let port = driver
+            .wait_port_blocking(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e:#}"));
         let base = format!("http://127.0.0.1:{port}");
+        driver
+            .wait_http_ok(&format!("{base}/status"), Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver did not start: {e:#}"));
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
         let profile = tempfile::tempdir().unwrap();
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -171,17 +171,17 @@ impl Drop for Browser {
                 .output();
         })
         .join();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        self.driver.kill();
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port in chromedriver's "ChromeDriver was started successfully on port 43539."
+fn chromedriver_port(line: &str) -> Option<u16> {
+    line.split_once("started successfully on port ")?
+        .1
+        .trim_end_matches('.')
+        .parse()
+        .ok()
 }
 
 #[tokio::test]

@@ -686,10 +686,8 @@ fn an_interrupted_demo_stops_its_replicas() {
         assert!(Instant::now() < deadline, "the demo started no replica");
         std::thread::sleep(Duration::from_millis(20));
     };
-    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(demo.id() as i32, libc::SIGINT);
-    }
+    // The demo is a child this test started and has not reaped.
+    statelab::sys::kill(demo.id(), statelab::sys::Signal::Interrupt).unwrap();
     let status = demo.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     for pid in replicas {

@@ -1,14 +1,27 @@
 //! `statelab demo scaling` end to end: real replicas, real SQLite file, real PostgreSQL; and
-//! every child process gone afterwards, also after Ctrl-C (SIGINT) or SIGKILL.
+//! every child process and every demo database gone afterwards, also after Ctrl-C (SIGINT),
+//! SIGTERM or SIGKILL.
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
+use sqlx::Connection;
+use statelab::demo::poll;
+use statelab::demo::process::{Process, Spec};
+use statelab::sys::Signal;
 
+use crate::support::postgres::PrivateCluster;
 use crate::support::{TestDatabase, process::binary};
+
+/// Variables that would change what the demo does.
+fn demo_env() -> impl Iterator<Item = String> {
+    std::env::vars()
+        .map(|(key, _)| key)
+        .filter(|key| key.starts_with("DEMO_") || key == "DATABASE_URL")
+}
 
 fn demo_command(args: &[&str]) -> Command {
     let mut command = Command::new(binary());
@@ -18,12 +31,22 @@ fn demo_command(args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DEMO_") || key == "DATABASE_URL" {
-            command.env_remove(key);
-        }
+    for key in demo_env() {
+        command.env_remove(key);
     }
     command
+}
+
+/// The demo as a supervised child of this test: signalled by PID, killed if the test fails.
+fn spawn_demo(args: &[&str]) -> Process {
+    let mut spec = Spec::new(binary())
+        .name("statelab demo scaling")
+        .args(["demo", "scaling", "--quiet"])
+        .args(args);
+    for key in demo_env() {
+        spec = spec.env_remove(key);
+    }
+    spec.spawn().expect("the demo starts")
 }
 
 /// Children of `parent` that are still alive (zombies, already dead, do not count).
@@ -59,15 +82,11 @@ fn is_stopped(pid: u32) -> bool {
     stat(pid).is_none_or(|(state, _)| state == 'Z' || state == 'X')
 }
 
+/// The PIDs still running after waiting up to `within` for all of them to stop.
 fn wait_stopped(pids: &BTreeSet<u32>, within: Duration) -> Vec<u32> {
-    let deadline = Instant::now() + within;
-    loop {
-        let running: Vec<u32> = pids.iter().copied().filter(|p| !is_stopped(*p)).collect();
-        if running.is_empty() || Instant::now() > deadline {
-            return running;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let running = || -> Vec<u32> { pids.iter().copied().filter(|p| !is_stopped(*p)).collect() };
+    poll::until_blocking(within, || running().is_empty().then_some(()));
+    running()
 }
 
 fn dir_is_empty(dir: &Path) -> bool {
@@ -202,11 +221,10 @@ async fn the_demo_shows_the_lesson_end_to_end_and_cleans_up() {
 
 #[tokio::test]
 async fn unreachable_postgres_is_a_note_not_a_failure() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening: the port stays ours, and every connection is refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let output = tokio::task::spawn_blocking(move || {
         demo_command(&[
@@ -237,9 +255,20 @@ async fn unreachable_postgres_is_a_note_not_a_failure() {
     );
 }
 
+/// Waits until the demo runs `replicas` guestbook children, and returns them.
+fn replicas_running(demo: &Process, replicas: usize) -> BTreeSet<u32> {
+    let children = poll::until_blocking(Duration::from_secs(60), || {
+        if !demo.is_running() {
+            panic!("the demo exited early:\n{}", demo.logs());
+        }
+        Some(live_children(demo.pid())).filter(|c| c.len() == replicas)
+    });
+    children.unwrap_or_else(|| panic!("the demo never started {replicas} replicas"))
+}
+
 /// Starts a long demo and returns it once `replicas` guestbook children are running.
-fn start_long_demo(work: &Path, replicas: usize) -> (Child, BTreeSet<u32>) {
-    let mut demo = demo_command(&[
+fn start_long_demo(work: &Path, replicas: usize) -> (Process, BTreeSet<u32>) {
+    let demo = spawn_demo(&[
         "--writes",
         "1000000",
         "--replicas",
@@ -247,56 +276,32 @@ fn start_long_demo(work: &Path, replicas: usize) -> (Child, BTreeSet<u32>) {
         "--no-postgres",
         "--tmp-dir",
         work.to_str().unwrap(),
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let children = live_children(demo.id());
-        if children.len() == replicas {
-            // Give them a moment under load, then interrupt mid-run.
-            std::thread::sleep(Duration::from_millis(500));
-            return (demo, children);
-        }
-        if let Some(status) = demo.try_wait().unwrap() {
-            panic!("the demo exited early: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo never started {replicas} replicas"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ]);
+    let children = replicas_running(&demo, replicas);
+    // Give them a moment under load, then interrupt mid-run.
+    std::thread::sleep(Duration::from_millis(500));
+    (demo, children)
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the demo did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Interrupts `demo` with `signal` and checks it stopped everything and said so.
+fn interrupt(demo: &Process, signal: Signal, children: &BTreeSet<u32>) {
+    demo.signal(signal).unwrap();
+    let status = demo.wait_exit_blocking(Duration::from_secs(60));
+    let logs = demo.logs();
+    assert_eq!(status.and_then(|s| s.code()), Some(130), "{logs}");
+    assert!(
+        logs.contains("interrupted: every replica this demo started has been stopped"),
+        "{logs}"
+    );
+    let running = wait_stopped(children, Duration::from_secs(1));
+    assert!(running.is_empty(), "replicas {running:?} outlived the demo");
 }
 
 #[test]
 fn ctrl_c_stops_every_replica_and_removes_the_files() {
     let work = tempfile::tempdir().unwrap();
-    let (mut demo, children) = start_long_demo(work.path(), 3);
-    // SAFETY: kill(2) on the PID of the demo this test started.
-    unsafe {
-        libc::kill(demo.id() as i32, libc::SIGINT);
-    }
-    let status = wait_exit(&mut demo, Duration::from_secs(30));
-    assert_eq!(status.code(), Some(130));
-    let running = wait_stopped(&children, Duration::from_secs(1));
-    assert!(running.is_empty(), "replicas {running:?} outlived the demo");
+    let (demo, children) = start_long_demo(work.path(), 3);
+    interrupt(&demo, Signal::Interrupt, &children);
     assert!(
         dir_is_empty(work.path()),
         "the interrupted demo left files behind"
@@ -306,12 +311,73 @@ fn ctrl_c_stops_every_replica_and_removes_the_files() {
 #[test]
 fn replicas_die_with_the_demo_even_when_it_is_killed() {
     let work = tempfile::tempdir().unwrap();
-    let (mut demo, children) = start_long_demo(work.path(), 2);
-    demo.kill().unwrap();
-    demo.wait().unwrap();
+    let (demo, children) = start_long_demo(work.path(), 2);
+    demo.kill();
     let running = wait_stopped(&children, Duration::from_secs(10));
     assert!(
         running.is_empty(),
         "replicas {running:?} outlived a killed demo"
     );
+}
+
+/// The databases the demo creates on `admin_url`'s server and has not dropped.
+async fn demo_databases(admin_url: &str) -> Vec<String> {
+    let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'statelab_demo_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A signal while the PostgreSQL rows run: the demo stops its replicas and drops its database
+/// before it exits.
+async fn interrupted_on_postgres_cleans_up(signal: Signal) {
+    let cluster = PrivateCluster::start();
+    let admin = cluster.url("postgres");
+    let work = tempfile::tempdir().unwrap();
+    let demo = spawn_demo(&[
+        "--writes",
+        "600",
+        "--replicas",
+        "2",
+        "--postgres",
+        &admin,
+        "--tmp-dir",
+        work.path().to_str().unwrap(),
+    ]);
+    // The PostgreSQL row has begun once its database exists (the SQLite rows come first).
+    let found = poll::until(Duration::from_secs(120), || async {
+        assert!(
+            demo.is_running(),
+            "the demo ended before its PostgreSQL row:\n{}",
+            demo.logs()
+        );
+        Some(demo_databases(&admin).await).filter(|d| !d.is_empty())
+    })
+    .await;
+    assert!(found.is_some(), "the demo never created its database");
+    let children = tokio::task::block_in_place(|| replicas_running(&demo, 2));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !demo_databases(&admin).await.is_empty() && demo.is_running(),
+        "the PostgreSQL row ended before the signal; raise --writes:\n{}",
+        demo.logs()
+    );
+    tokio::task::block_in_place(|| interrupt(&demo, signal, &children));
+    assert_eq!(
+        demo_databases(&admin).await,
+        Vec::<String>::new(),
+        "the interrupted demo left its database behind"
+    );
+    assert!(dir_is_empty(work.path()), "the demo left files behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_the_postgres_rows_drops_the_database_and_stops_every_replica() {
+    interrupted_on_postgres_cleans_up(Signal::Terminate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_postgres_rows_drops_the_database_too() {
+    interrupted_on_postgres_cleans_up(Signal::Interrupt).await;
 }

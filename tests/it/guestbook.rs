@@ -486,7 +486,7 @@ async fn sigterm_under_load_keeps_every_acknowledged_write_and_exits_zero() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    replica.signal(libc::SIGTERM);
+    replica.signal(statelab::sys::Signal::Terminate);
     let code = tokio::task::spawn_blocking(move || {
         let code = replica.wait_exit(Duration::from_secs(30));
         (code, replica)

@@ -174,7 +174,7 @@ async fn replicas_share_the_data_and_a_restart_loses_nothing() {
         "any replica serves any request"
     );
 
-    first.signal(libc::SIGTERM);
+    first.signal(statelab::sys::Signal::Terminate);
     assert_eq!(first.wait_exit(Duration::from_secs(30)), Some(0));
     drop(second);
 
@@ -274,10 +274,8 @@ impl Frozen {
             }
         }
         for pid in &pids {
-            // SAFETY: kill(2) on processes of the cluster this test started.
-            unsafe {
-                libc::kill(*pid, libc::SIGSTOP);
-            }
+            // Processes of the cluster this test started.
+            let _ = statelab::sys::kill(*pid as u32, statelab::sys::Signal::Stop);
         }
         Frozen(pids)
     }
@@ -286,10 +284,7 @@ impl Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         for pid in &self.0 {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(*pid, libc::SIGCONT);
-            }
+            let _ = statelab::sys::kill(*pid as u32, statelab::sys::Signal::Continue);
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use askama::Template;
 
-use super::{DemoReport, Row, fmt_ms, row_label};
+use super::output::{fmt_ms, row_label};
+use super::plan::Storage;
+use super::{DemoReport, Row};
+use crate::guestbook::config::SqliteBegin;
 
 struct Tick {
     y: String,
@@ -131,10 +134,13 @@ fn chart(
             let h = (v / top * height).max(if v > 0.0 { 1.0 } else { 0.0 });
             let width = slot * 0.6;
             let x = LEFT + slot * i as f64 + (slot - width) / 2.0;
-            let (line1, color) = match (row.backend, row.begin) {
-                ("sqlite", "immediate") => ("IMMED.", "#d68910"),
-                ("sqlite", _) => ("SQLite", "#c0392b"),
-                _ => ("Postgres", "#2471a3"),
+            let (line1, color) = match row.setup().storage {
+                Storage::Sqlite {
+                    begin: SqliteBegin::Immediate,
+                    ..
+                } => ("IMMED.", "#d68910"),
+                Storage::Sqlite { .. } => ("SQLite", "#c0392b"),
+                Storage::Postgres => ("Postgres", "#2471a3"),
             };
             Bar {
                 x: format!("{x:.1}"),

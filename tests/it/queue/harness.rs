@@ -1,11 +1,11 @@
 //! Backends, processes and HTTP helpers for the queue tests.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use statelab::demo::process::{Logs, Process, Spec};
 use statelab::queue::backend::Backend;
 use statelab::queue::backend::postgres::PgBackend;
 use statelab::queue::backend::redis::RedisBackend;
@@ -130,9 +130,10 @@ impl Store {
             .start()
     }
 
-    /// A worker as `statelab worker` runs with no --listen: no HTTP server at all.
-    pub fn bare_worker(&self, flags: &[&str]) -> Child {
-        Command::new(binary())
+    /// A worker as `statelab worker` runs with no --listen: no HTTP server at all. Killed by
+    /// PID when dropped, so a failing test leaves nothing running.
+    pub fn bare_worker(&self, flags: &[&str]) -> Process {
+        Spec::new(binary())
             .arg("worker")
             .args(flags)
             .env_remove("DATABASE_URL")
@@ -141,9 +142,7 @@ impl Store {
             .env_remove("PORT")
             .env(self.env_var(), &self.url)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .logs(Logs::Discard)
             .spawn()
             .expect("statelab worker starts")
     }
@@ -217,26 +216,4 @@ pub async fn counts(client: &reqwest::Client, producer: &Service) -> Option<[i64
     }
     let c = &body["counts"];
     Some(["queued", "running", "done", "failed", "dead"].map(|k| c[k].as_i64().unwrap()))
-}
-
-pub fn signal_child(child: &Child, signal: i32) {
-    // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as i32, signal);
-    }
-}
-
-pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("worker did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use statelab::queue::model::{Completion, FailOutcome, Failure, Lease, TaskRequest, TaskState};
 use statelab::queue::tasks::Registry;
 
-use super::harness::{
-    Kind, Store, client, counts, get, post, post_raw, signal_child, wait_child, wait_until,
-};
+use statelab::sys::Signal;
+
+use super::harness::{Kind, Store, client, counts, get, post, post_raw, wait_until};
 
 /// Flags that make the lessons quick to observe in tests.
 const FAST: &[&str] = &[
@@ -381,7 +381,7 @@ pub async fn sigterm_releases_unfinished_tasks_at_once(kind: Kind) {
     )
     .await;
 
-    worker.signal(libc::SIGTERM);
+    worker.signal(Signal::Terminate);
     assert_eq!(worker.wait_exit(Duration::from_secs(20)), Some(0));
     // Released, not left for the 60-second lease to run out; and the release did not use up
     // an attempt.
@@ -393,21 +393,11 @@ pub async fn sigterm_releases_unfinished_tasks_at_once(kind: Kind) {
     }
 }
 
-/// Kills its process when dropped, so a failing test leaves nothing running.
-struct Bare(std::process::Child);
-
-impl Drop for Bare {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub async fn worker_without_listen_finishes_running_tasks_on_sigterm(kind: Kind) {
     let store = Store::new(kind).await;
     let producer = store.producer();
     producer.wait_ready().await;
-    let mut worker = Bare(store.bare_worker(&flags(&["--shutdown-grace-ms", "15000"])));
+    let worker = store.bare_worker(&flags(&["--shutdown-grace-ms", "15000"]));
     let http = client();
     let batch: Vec<Value> = (0..3)
         .map(|_| json!({"type": "sleep", "payload": {"ms": 800}}))
@@ -418,8 +408,9 @@ pub async fn worker_without_listen_finishes_running_tasks_on_sigterm(kind: Kind)
         counts(&http, &producer).await.filter(|c| c[1] == 3)
     })
     .await;
-    signal_child(&worker.0, libc::SIGTERM);
-    assert_eq!(wait_child(&mut worker.0, Duration::from_secs(20)), Some(0));
+    worker.signal(Signal::Terminate).unwrap();
+    let status = worker.wait_exit_blocking(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "worker exit");
     // Within the grace period: finished, not released.
     assert_eq!(counts(&http, &producer).await.unwrap(), [0, 0, 3, 0, 0]);
 }
@@ -531,7 +522,7 @@ pub async fn ten_thousand_tasks_survive_worker_kills_and_a_backend_restart(kind:
     );
 
     for worker in &mut workers {
-        worker.signal(libc::SIGTERM);
+        worker.signal(Signal::Terminate);
         assert_eq!(worker.wait_exit(Duration::from_secs(30)), Some(0));
     }
 }

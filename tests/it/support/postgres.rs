@@ -3,13 +3,10 @@
 //! and `postgres` (Unix socket only). Tests that stop and start PostgreSQL always use a
 //! private cluster, never a shared server.
 
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::{Deref, DerefMut};
 
 use sqlx::Connection;
+use statelab::demo::backends::{Durability, Postgres};
 
 /// A database of this test's own; dropped (best effort) when the test ends.
 pub struct TestDatabase {
@@ -111,127 +108,30 @@ fn with_database(url: &str, name: &str) -> String {
     out
 }
 
-/// A PostgreSQL cluster in a temporary directory, listening only on a Unix socket there.
-pub struct PrivateCluster {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
+/// A PostgreSQL cluster in a temporary directory, listening only on a Unix socket there
+/// (the demos' private-backend launcher, without fsync: tests trade durability for speed).
+pub struct PrivateCluster(Postgres);
 
 impl PrivateCluster {
     pub fn start() -> PrivateCluster {
-        let initdb = super::require_program("initdb", "postgresql");
-        let dir = tempfile::Builder::new()
-            .prefix("statelab-pg")
-            .tempdir()
-            .expect("temp dir");
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let owner = server_user();
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown works");
-        }
-        let data = dir.path().join("data");
-        let mut command = Command::new(initdb);
-        command
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        as_server_user(&mut command, owner);
-        let output = command.output().expect("initdb runs");
-        assert!(
-            output.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut cluster = PrivateCluster { dir, child: None };
-        cluster.start_server();
-        cluster
-    }
-
-    pub fn socket_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@localhost/{database}?host={}",
-            self.socket_dir().display()
-        )
-    }
-
-    fn start_server(&mut self) {
-        let postgres = super::require_program("postgres", "postgresql");
-        let mut command = Command::new(postgres);
-        command
-            .arg("-D")
-            .arg(self.dir.path().join("data"))
-            .arg("-k")
-            .arg(self.dir.path())
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
-            .args(["-c", "max_connections=200", "-c", "shared_buffers=64MB"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        as_server_user(&mut command, server_user());
-        self.child = Some(command.spawn().expect("postgres starts"));
-        let socket = self.dir.path().join(".s.PGSQL.5432");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not open {socket:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
-    /// Fast shutdown (SIGINT), as when the database pod goes away.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's PID.
-            unsafe {
-                libc::kill(child.id() as i32, libc::SIGINT);
-            }
-            let _ = child.wait();
-        }
+        PrivateCluster(Postgres::start(Durability::NoSync).unwrap_or_else(|e| panic!("{e:#}")))
     }
 
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "postgres is still running");
-        self.start_server();
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.0.start_again().unwrap_or_else(|e| panic!("{e:#}"));
     }
 }
 
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        self.stop();
+impl Deref for PrivateCluster {
+    type Target = Postgres;
+
+    fn deref(&self) -> &Postgres {
+        &self.0
     }
 }
 
-/// PostgreSQL refuses to run as root: when the tests run as root, the server runs as the
-/// `postgres` system user.
-fn server_user() -> Option<(u32, u32)> {
-    // SAFETY: getuid and getpwnam are plain libc calls; the returned record is read at once.
-    unsafe {
-        if libc::getuid() != 0 {
-            return None;
-        }
-        let name = std::ffi::CString::new("postgres").unwrap();
-        let record = libc::getpwnam(name.as_ptr());
-        if record.is_null() {
-            panic!("running as root needs a `postgres` system user to start PostgreSQL");
-        }
-        Some(((*record).pw_uid, (*record).pw_gid))
-    }
-}
-
-fn as_server_user(command: &mut Command, owner: Option<(u32, u32)>) {
-    if let Some((uid, gid)) = owner {
-        command.uid(uid).gid(gid);
+impl DerefMut for PrivateCluster {
+    fn deref_mut(&mut self) -> &mut Postgres {
+        &mut self.0
     }
 }
