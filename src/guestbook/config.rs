@@ -29,7 +29,7 @@ pub enum JournalMode {
 /// several replicas share one SQLite file; PostgreSQL is the fix.
 #[derive(clap::Args, Debug, Clone)]
 #[command(
-    mut_arg("url", |a| a.help(
+    mut_arg("database_url", |a| a.help(
         "Storage: a postgres:// URL (the fix), or a SQLite file as a path or sqlite:PATH \
          [default: database.db inside --data-dir]"
     )),

@@ -26,6 +26,7 @@ pub struct PostgresArgs {
     /// Whole connection URL, e.g. postgres://user:password@host:5432/db; when set, the DB_*
     /// variables are ignored
     #[arg(
+        id = "database_url",
         long = "database-url",
         visible_alias = "database",
         env = "DATABASE_URL",

@@ -22,6 +22,7 @@ pub struct RedisArgs {
     /// Whole connection URL, e.g. redis://:password@host:6379/0 or unix:///run/redis.sock;
     /// when set, REDIS_HOST, REDIS_PORT and REDIS_DB are ignored
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         visible_alias = "redis",
         env = "REDIS_URL",

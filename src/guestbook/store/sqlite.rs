@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use backon::{ConstantBuilder, Retryable};
 use sqlx::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use time::OffsetDateTime;
@@ -76,18 +77,14 @@ impl SqliteStore {
     async fn migrate(&self) -> anyhow::Result<()> {
         let mut migrator = sqlx::migrate!("migrations/guestbook/sqlite");
         migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
-        let mut attempt = 0;
-        loop {
-            match migrator.run(&self.writer).await {
-                Ok(()) => return Ok(()),
-                Err(error) if attempt < 40 => {
-                    attempt += 1;
-                    tracing::debug!(%error, attempt, "schema migration raced another replica; retrying");
-                    tokio::time::sleep(jitter(attempt)).await;
-                }
-                Err(error) => return Err(anyhow::anyhow!("schema migration failed: {error}")),
-            }
-        }
+        (|| migrator.run(&self.writer))
+            .retry(replica_race())
+            .sleep(tokio::time::sleep)
+            .notify(|error, _| {
+                tracing::debug!(%error, "schema migration raced another replica; retrying")
+            })
+            .await
+            .map_err(|error| anyhow::anyhow!("schema migration failed: {error}"))
     }
 
     /// Seeds the config table once: existing values are never overwritten.
@@ -100,25 +97,20 @@ impl SqliteStore {
         if present == 2 {
             return Ok(()); // a restart writes nothing
         }
-        let mut attempt = 0;
-        loop {
-            let result = sqlx::query(
+        let seed = || {
+            sqlx::query(
                 "INSERT INTO config (key, value) VALUES (?, ?), (?, 'true') ON CONFLICT (key) DO NOTHING",
             )
             .bind(SECRET_KEY)
             .bind(secret)
             .bind(POSTING_OPEN_KEY)
             .execute(&self.writer)
-            .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(error) if is_sqlite_busy(&error) && attempt < 40 => {
-                    attempt += 1;
-                    tokio::time::sleep(jitter(attempt)).await;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
+        };
+        seed.retry(replica_race())
+            .sleep(tokio::time::sleep)
+            .when(is_sqlite_busy)
+            .await?;
+        Ok(())
     }
 
     /// SQLite answers through a worker thread, one hop per row; building the page's rows as one
@@ -240,7 +232,10 @@ fn journal_mode(mode: JournalMode) -> SqliteJournalMode {
 }
 
 /// 5–50 ms, growing with the attempt, randomised so racing replicas spread out.
-fn jitter(attempt: u32) -> Duration {
-    let base = 5 * u64::from(attempt.min(10));
-    Duration::from_millis(base + rand::random_range(0..=base.max(5)))
+/// Replicas starting together on one file: short jittered waits, up to 40 tries (a few seconds).
+fn replica_race() -> ConstantBuilder {
+    ConstantBuilder::default()
+        .with_delay(Duration::from_millis(25))
+        .with_max_times(40)
+        .with_jitter()
 }
