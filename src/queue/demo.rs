@@ -8,15 +8,12 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::backend::Backend;
-use super::backend::postgres::PgBackend;
-use super::backend::redis::RedisBackend;
 use super::model::TaskState;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,12 +249,8 @@ impl PrivateBackend {
         }
     }
 
-    fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
-        let (_, url) = self.env();
-        Ok(match self.kind {
-            DemoBackend::Postgres => Arc::new(PgBackend::connect(url.parse()?, 2)),
-            DemoBackend::Redis => Arc::new(RedisBackend::connect(&url, "statelab:queue:")?),
-        })
+    fn open(&self) -> anyhow::Result<Backend> {
+        Backend::from_url(&self.env().1)
     }
 
     fn path(&self) -> &Path {
