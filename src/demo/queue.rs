@@ -5,7 +5,6 @@
 //! Needs `redis-server`, or PostgreSQL's `initdb` and `postgres`, installed locally.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -15,8 +14,6 @@ use super::backends::{Durability, Postgres, Redis};
 use super::poll;
 use super::process::{Logs, Process, Spec};
 use crate::queue::backend::Backend;
-use crate::queue::backend::postgres::PgBackend;
-use crate::queue::backend::redis::RedisBackend;
 use crate::queue::model::TaskState;
 use crate::server::signals::Shutdown;
 use crate::sys::Signal;
@@ -89,12 +86,8 @@ impl PrivateBackend {
         }
     }
 
-    fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
-        let (_, url) = self.env();
-        Ok(match self {
-            PrivateBackend::Postgres(_) => Arc::new(PgBackend::connect(url.parse()?, 2)),
-            PrivateBackend::Redis(_) => Arc::new(RedisBackend::connect(&url, "statelab:queue:")?),
-        })
+    fn open(&self) -> anyhow::Result<Backend> {
+        Backend::from_url(&self.env().1)
     }
 
     fn path(&self) -> &Path {

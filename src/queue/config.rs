@@ -1,15 +1,18 @@
 //! Flags (and their environment variables) for `statelab queue` and `statelab worker`.
 
-use std::sync::Arc;
-
-use anyhow::{Context, bail};
-use sqlx::postgres::PgConnectOptions;
+use anyhow::{bail, ensure};
+use tokio_util::sync::CancellationToken;
 
 use super::backend::Backend;
 use super::backend::postgres::PgBackend;
 use super::backend::redis::RedisBackend;
 use super::model::Retention;
+use super::redis_args::QueueRedisArgs;
 use crate::server::ServerArgs;
+use crate::server::postgres::PostgresArgs;
+
+/// Prefix of every Redis key the queue uses, unless QUEUE_REDIS_PREFIX says otherwise.
+pub const DEFAULT_REDIS_PREFIX: &str = "statelab:queue:";
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
@@ -19,133 +22,86 @@ pub enum BackendKind {
     Redis,
 }
 
-/// Where the queue lives: PostgreSQL (default) or Redis.
+/// Where the queue lives: PostgreSQL (default) or Redis. The connection flags are the ones
+/// every service shares; the queue's own defaults (database `queue`, 6 connections) are set
+/// on [`Config`] and [`WorkerConfig`].
 #[derive(clap::Args, Debug, Clone)]
 pub struct BackendArgs {
     /// Which backend to use
     #[arg(long, env = "QUEUE_BACKEND", value_enum, default_value_t = BackendKind::Auto)]
     pub backend: BackendKind,
 
-    /// PostgreSQL URL, e.g. postgres://queue:secret@postgres-0.postgres-headless:5432/queue.
-    /// Without it, DB_HOST/DB_PORT/DB_NAME/DB_USER/DB_PASSWORD are used when DB_HOST is set
-    #[arg(long, env = "DATABASE_URL")]
-    pub database: Option<String>,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
 
-    /// PostgreSQL host (used when no --database URL is given)
-    #[arg(long, env = "DB_HOST")]
-    pub db_host: Option<String>,
-
-    /// PostgreSQL port
-    #[arg(long, env = "DB_PORT", default_value_t = 5432)]
-    pub db_port: u16,
-
-    /// PostgreSQL database name
-    #[arg(long, env = "DB_NAME", default_value = "queue")]
-    pub db_name: String,
-
-    /// PostgreSQL user
-    #[arg(long, env = "DB_USER", default_value = "postgres")]
-    pub db_user: String,
-
-    /// PostgreSQL password
-    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
-    pub db_password: Option<String>,
-
-    /// PostgreSQL connections per process
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 6)]
-    pub pool_size: u32,
-
-    /// Redis URL, e.g. redis://redis-0.redis-headless:6379/0 or redis+unix:///path/redis.sock.
-    /// Without it, REDIS_HOST/REDIS_PORT are used when REDIS_HOST is set
-    #[arg(long, env = "REDIS_URL")]
-    pub redis: Option<String>,
-
-    /// Redis host (used when no --redis URL is given)
-    #[arg(long, env = "REDIS_HOST")]
-    pub redis_host: Option<String>,
-
-    /// Redis port
-    #[arg(long, env = "REDIS_PORT", default_value_t = 6379)]
-    pub redis_port: u16,
-
-    /// Redis password
-    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
+    #[command(flatten)]
+    pub redis: QueueRedisArgs,
 
     /// Prefix of every Redis key the queue uses
-    #[arg(long, env = "QUEUE_REDIS_PREFIX", default_value = "statelab:queue:")]
+    #[arg(long, env = "QUEUE_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
     pub redis_prefix: String,
 }
 
 impl BackendArgs {
-    fn postgres_options(&self) -> anyhow::Result<Option<PgConnectOptions>> {
-        if let Some(url) = &self.database {
-            let options: PgConnectOptions = url.parse().map_err(|e| {
-                anyhow::anyhow!("invalid PostgreSQL URL in --database/DATABASE_URL: {e}")
-            })?;
-            return Ok(Some(options.application_name("statelab-queue")));
-        }
-        let Some(host) = &self.db_host else {
-            return Ok(None);
-        };
-        let mut options = PgConnectOptions::new()
-            .host(host)
-            .port(self.db_port)
-            .database(&self.db_name)
-            .username(&self.db_user)
-            .application_name("statelab-queue");
-        if let Some(password) = &self.db_password {
-            options = options.password(password);
-        }
-        Ok(Some(options))
-    }
-
-    fn redis_url(&self) -> Option<String> {
-        if let Some(url) = &self.redis {
-            return Some(url.clone());
-        }
-        let host = self.redis_host.as_ref()?;
-        Some(match &self.redis_password {
-            Some(password) => format!("redis://:{password}@{host}:{}/0", self.redis_port),
-            None => format!("redis://{host}:{}/0", self.redis_port),
+    /// Which backend the flags select.
+    pub fn kind(&self) -> anyhow::Result<BackendKind> {
+        Ok(match self.backend {
+            BackendKind::Auto if self.postgres.is_set() => BackendKind::Postgres,
+            BackendKind::Auto if self.redis.is_set() => BackendKind::Redis,
+            BackendKind::Auto => bail!(
+                "no queue backend configured: set --database-url/DATABASE_URL (or DB_HOST) for \
+                 PostgreSQL, or --redis-url/REDIS_URL (or REDIS_HOST) for Redis"
+            ),
+            other => other,
         })
     }
 
-    /// Builds the configured backend. It connects lazily: a backend that is down makes the
-    /// service not ready, never stops it from starting.
-    pub fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
-        let postgres = self.postgres_options()?;
-        let redis = self.redis_url();
-        let kind = match self.backend {
-            BackendKind::Auto if postgres.is_some() => BackendKind::Postgres,
-            BackendKind::Auto if redis.is_some() => BackendKind::Redis,
-            BackendKind::Auto => bail!(
-                "no queue backend configured: set --database/DATABASE_URL (or DB_HOST) for PostgreSQL, \
-                 or --redis/REDIS_URL (or REDIS_HOST) for Redis"
-            ),
-            other => other,
-        };
-        match kind {
-            BackendKind::Postgres => {
-                let options = postgres
-                    .context("--backend postgres needs --database/DATABASE_URL or DB_HOST")?;
-                Ok(Arc::new(PgBackend::connect(options, self.pool_size)))
-            }
-            BackendKind::Redis => {
-                let url = redis.context("--backend redis needs --redis/REDIS_URL or REDIS_HOST")?;
-                open_redis(&url, &self.redis_prefix)
-            }
-            BackendKind::Auto => unreachable!("resolved above"),
+    /// Where the queue lives, for logs: never with a password.
+    pub fn target(&self) -> String {
+        match self.kind() {
+            Ok(BackendKind::Redis) => match self.redis.connection_info() {
+                Ok((_, target)) => format!("redis://{}", target.display),
+                Err(_) => "(invalid Redis settings)".to_owned(),
+            },
+            Ok(_) => self.postgres.target(),
+            Err(_) => "(none)".to_owned(),
         }
     }
-}
 
-fn open_redis(url: &str, prefix: &str) -> anyhow::Result<Arc<dyn Backend>> {
-    Ok(Arc::new(RedisBackend::connect(url, prefix)?))
+    /// Builds the configured backend. It connects lazily: a backend that is down makes the
+    /// service not ready, never stops it from starting. The PostgreSQL schema is kept in
+    /// place until `stop`.
+    pub fn open(&self, stop: CancellationToken) -> anyhow::Result<Backend> {
+        match self.kind()? {
+            BackendKind::Postgres => {
+                ensure!(
+                    self.postgres.is_set(),
+                    "--backend postgres needs --database-url/DATABASE_URL or DB_HOST"
+                );
+                let db = self.postgres.connect_lazy("statelab-queue")?;
+                Ok(Backend::Postgres(PgBackend::new(db, stop)))
+            }
+            BackendKind::Redis => {
+                ensure!(
+                    self.redis.is_set(),
+                    "--backend redis needs --redis-url/REDIS_URL or REDIS_HOST"
+                );
+                Ok(Backend::Redis(RedisBackend::new(
+                    &self.redis,
+                    &self.redis_prefix,
+                )?))
+            }
+            BackendKind::Auto => unreachable!("resolved by kind()"),
+        }
+    }
 }
 
 /// `statelab queue`: the producer API.
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    mut_arg("db_name", |a| a.default_value("queue")),
+    mut_arg("db_pool_size", |a| a.default_value("6"))
+)]
 pub struct Config {
     #[command(flatten)]
     pub server: ServerArgs,
@@ -156,6 +112,10 @@ pub struct Config {
 
 /// `statelab worker`: claims and runs tasks.
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    mut_arg("db_name", |a| a.default_value("queue")),
+    mut_arg("db_pool_size", |a| a.default_value("6"))
+)]
 pub struct WorkerConfig {
     /// Probes and metrics are served only when --listen (LISTEN_ADDR) is given, so several
     /// workers can run side by side on one machine with no flags
@@ -230,5 +190,65 @@ impl WorkerConfig {
             done_secs: self.retention_secs,
             dead_secs: self.dead_retention_secs,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: WorkerConfig,
+    }
+
+    fn parse(args: &[&str]) -> BackendArgs {
+        let mut all = vec!["worker"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all)
+            .expect("arguments parse")
+            .config
+            .backend
+    }
+
+    #[test]
+    fn queue_defaults_apply_to_the_shared_flags() {
+        let args = parse(&["--db-host", "postgres-0.postgres-headless"]);
+        assert_eq!(args.postgres.db_name, "queue");
+        assert_eq!(args.postgres.db_pool_size, 6);
+        assert_eq!(args.kind().unwrap(), BackendKind::Postgres);
+        assert_eq!(
+            args.target(),
+            "postgres://postgres@postgres-0.postgres-headless:5432/queue"
+        );
+    }
+
+    #[test]
+    fn the_old_flag_names_still_work_and_auto_picks_what_is_configured() {
+        let args = parse(&[
+            "--database",
+            "postgres://q:pw-1@db/tasks",
+            "--pool-size",
+            "3",
+        ]);
+        assert_eq!(args.postgres.db_pool_size, 3);
+        assert_eq!(args.kind().unwrap(), BackendKind::Postgres);
+        assert!(!args.target().contains("pw-1"));
+
+        let args = parse(&[
+            "--redis",
+            "redis://:pw-2@cache:6380/1",
+            "--redis-prefix",
+            "x:",
+        ]);
+        assert_eq!(args.kind().unwrap(), BackendKind::Redis);
+        assert_eq!(args.target(), "redis://cache:6380");
+        assert_eq!(args.redis_prefix, "x:");
+
+        let args = parse(&["--redis-host", "redis-0", "--redis-password", "pw-3"]);
+        assert_eq!(args.kind().unwrap(), BackendKind::Redis);
+        assert!(!args.target().contains("pw-3"));
     }
 }

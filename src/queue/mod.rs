@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod config;
 pub mod model;
+pub mod redis_args;
 pub mod routes;
 pub mod tasks;
 pub mod worker;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 pub use config::{BackendArgs, Config, WorkerConfig};
 
-use crate::server::{App, ReadyCheck};
+use crate::server::App;
 use tasks::Registry;
 
 /// Default port of the producer API (the seeds' API port).
@@ -31,26 +32,20 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
 
 /// Builds the producer API; `registry` decides which task types and payloads it accepts.
 pub async fn build_with(config: Config, registry: Registry) -> anyhow::Result<App> {
-    let backend = config.backend.open()?;
-    let identity = config.server.identity();
-    let ready_backend = backend.clone();
-    let ready: ReadyCheck = Arc::new(move || {
-        let backend = ready_backend.clone();
-        Box::pin(async move { backend.check().await.map_err(|e| e.to_string()) })
-    });
+    let app = App::builder(&config.server, DEFAULT_PORT).await?;
+    // The schema keeper stops when the server stops accepting requests.
+    let backend = config.backend.open(app.lifecycle().stopped())?;
+    tracing::info!(
+        backend = backend.kind(),
+        target = %config.backend.target(),
+        "queue producer starting"
+    );
     let state = routes::AppState {
-        backend,
+        backend: backend.clone(),
         registry: Arc::new(registry),
-        identity: identity.clone(),
+        identity: app.identity(),
     };
-    App::bind(
-        &config.server,
-        DEFAULT_PORT,
-        identity,
-        routes::router(state),
-        ready,
-    )
-    .await
+    Ok(app.ready(backend).serve(routes::router(state)))
 }
 
 /// `statelab queue`: serves the producer API until SIGTERM.

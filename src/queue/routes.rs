@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,11 +16,11 @@ use super::model::{
     Enqueued, MAX_BATCH, MAX_BODY_BYTES, NewTask, RetryOutcome, TaskRequest, TaskState,
 };
 use super::tasks::Registry;
-use crate::server::{ApiError, ApiJson, ApiQuery, Identity};
+use crate::server::{ApiError, ApiJson, ApiPath, ApiQuery, Identity};
 
 #[derive(Clone)]
 pub struct AppState {
-    pub backend: Arc<dyn Backend>,
+    pub backend: Backend,
     pub registry: Arc<Registry>,
     pub identity: Identity,
 }
@@ -36,22 +35,6 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-impl From<BackendError> for ApiError {
-    fn from(error: BackendError) -> ApiError {
-        match error {
-            BackendError::Unavailable(reason) => {
-                tracing::warn!(%reason, "queue backend unavailable");
-                ApiError::unavailable("the queue backend is unavailable; try again shortly")
-                    .with("reason", reason)
-            }
-            BackendError::Internal(reason) => {
-                tracing::error!(%reason, "queue backend error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
-        }
-    }
 }
 
 fn enqueued_metric(backend: &str, created: usize) {
@@ -69,7 +52,7 @@ async fn create(
         .map_err(ApiError::unprocessable)?;
     let enqueued = state.backend.enqueue(std::slice::from_ref(&task)).await?;
     let Some(Enqueued { id, duplicate, .. }) = enqueued.into_iter().next() else {
-        return Err(BackendError::Internal("enqueue returned nothing".into()).into());
+        return Err(BackendError::other("enqueue returned nothing").into());
     };
     let view = state.backend.get(id).await?;
     let mut body = match view {
@@ -126,20 +109,19 @@ async fn create_batch(
         .into_response())
 }
 
-fn task_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    let Path(raw) = path?;
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::bad_request("task id must be a positive integer").with("id", raw))
+/// The request was read, but the id in its path is not one a task can have: 422.
+fn task_id(raw: String) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::unprocessable("task id must be a positive integer").with("id", raw)
+    })
 }
 
 /// `GET /tasks/{id}`.
 async fn show(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let id = task_id(path)?;
+    let id = task_id(raw)?;
     match state.backend.get(id).await? {
         Some(task) => Ok(Json(task).into_response()),
         None => Err(ApiError::not_found(
@@ -152,9 +134,9 @@ async fn show(
 /// `POST /tasks/{id}/retry`: re-queues a dead task with a fresh attempt budget.
 async fn retry(
     State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let id = task_id(path)?;
+    let id = task_id(raw)?;
     match state.backend.retry(id).await? {
         RetryOutcome::Requeued(task) => Ok(Json(task).into_response()),
         RetryOutcome::NotDead(current) => Err(ApiError::new(
@@ -182,12 +164,12 @@ async fn list(
     let wanted = match query.state.as_deref() {
         None => TaskState::Dead,
         Some(text) => TaskState::parse(text).ok_or_else(|| {
-            ApiError::bad_request("state must be one of queued, running, done, failed, dead")
+            ApiError::unprocessable("state must be one of queued, running, done, failed, dead")
         })?,
     };
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500"));
+        return Err(ApiError::unprocessable("limit must be between 1 and 500"));
     }
     let tasks = state.backend.list(wanted, limit).await?;
     Ok(Json(json!({"state": wanted, "count": tasks.len(), "tasks": tasks})).into_response())
@@ -218,7 +200,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 "status": "unhealthy",
                 "backend": backend,
                 "queue": "disconnected",
-                "error": error.to_string(),
+                "error": error,
                 "pod_name": state.identity.name(),
             })),
         )

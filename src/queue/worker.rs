@@ -12,16 +12,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::backend::{Backend, next_delay};
+use super::backend::{Backend, BackendError};
 use super::config::WorkerConfig;
 use super::model::{Claimed, Completion, FailOutcome, Failure, Lease, clip_error};
 use super::tasks::{Registry, TaskContext};
-use crate::server::{self, App, ReadyCheck};
+use crate::server::{App, Readiness, Shutdown};
 
 /// Exponential backoff with jitter for attempt `n` (1-based, within the retry budget):
 /// `min(max, base * 2^(n-1))`, scaled by a random factor in [0.5, 1].
@@ -65,21 +66,31 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
 
 /// Runs a worker with your own task types until SIGTERM (or Ctrl-C).
 pub async fn run_with(config: WorkerConfig, registry: Registry) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
-    let signal_stop = stop.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        signal_stop.cancel();
-    });
-    run_until(config, registry, stop).await
+    run_until(config, registry, Shutdown::from_signals().token()).await
 }
 
-async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler can be installed");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Backoff while the backend refuses claims or acknowledgements: doubling up to 5 s,
+/// jittered so a fleet of workers does not retry in lockstep, until it answers again.
+fn backend_backoff(first: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+}
+
+/// The worker's `/readyz`: not while it stops claiming, nor while its backend is unusable.
+struct WorkerReadiness {
+    backend: Backend,
+    stop: CancellationToken,
+}
+
+impl Readiness for WorkerReadiness {
+    async fn check(&self) -> Result<(), String> {
+        if self.stop.is_cancelled() {
+            return Err("shutting down".to_owned());
+        }
+        self.backend.check().await
     }
 }
 
@@ -89,7 +100,10 @@ pub async fn run_until(
     registry: Registry,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let backend = config.backend.open()?;
+    // The schema keeper runs until this worker is done, acknowledgements included.
+    let keeper = CancellationToken::new();
+    let _stop_keeper = keeper.clone().drop_guard();
+    let backend = config.backend.open(keeper)?;
     let identity = config.server.identity();
     let worker_id = config
         .worker_id
@@ -98,34 +112,21 @@ pub async fn run_until(
 
     // The HTTP server (probes, metrics) only with --listen.
     let server = if config.server.listen.is_some() {
-        let ready_backend = backend.clone();
-        let ready_stop = stop.clone();
-        let ready: ReadyCheck = Arc::new(move || {
-            let backend = ready_backend.clone();
-            let stop = ready_stop.clone();
-            Box::pin(async move {
-                if stop.is_cancelled() {
-                    return Err("shutting down".to_owned());
-                }
-                backend.check().await.map_err(|e| e.to_string())
+        let app = App::builder(&config.server, 0)
+            .await?
+            .ready(WorkerReadiness {
+                backend: backend.clone(),
+                stop: stop.clone(),
             })
-        });
-        let app = App::bind(
-            &config.server,
-            0,
-            identity.clone(),
-            axum::Router::new(),
-            ready,
-        )
-        .await?;
+            .serve(axum::Router::new());
         Some(tokio::spawn(app.run_until_stopped()))
     } else {
-        server::logging::init(config.server.log_format);
         None
     };
     tracing::info!(
         worker = %worker_id,
         backend = backend.kind(),
+        target = %config.backend.target(),
         concurrency = config.concurrency,
         batch_size = config.batch_size,
         lease_ms = config.lease_ms,
@@ -154,7 +155,7 @@ pub async fn run_until(
 }
 
 struct Worker {
-    backend: Arc<dyn Backend>,
+    backend: Backend,
     registry: Arc<Registry>,
     id: String,
     lease: Duration,
@@ -170,7 +171,12 @@ impl Worker {
         let wake = Arc::new(Notify::new());
         // Background loops that outlive the claim loop until shutdown is complete.
         let background = CancellationToken::new();
-        let listener = tokio::spawn(worker.backend.listen(wake.clone(), background.clone()));
+        let listener = tokio::spawn(
+            worker
+                .backend
+                .clone()
+                .listen(wake.clone(), background.clone()),
+        );
         let heartbeat = tokio::spawn(worker.clone().heartbeat_loop(background.clone()));
         let maintenance = tokio::spawn(worker.clone().maintenance_loop(background.clone()));
         let (ack_tx, ack_rx) = mpsc::channel::<Pending>(concurrency * 4);
@@ -217,7 +223,6 @@ impl Worker {
     ) {
         let batch = self.config.batch_size as usize;
         let poll = Duration::from_millis(self.config.poll_interval_ms);
-        let mut error_delay = Duration::from_millis(100);
         let mut backlog = false;
         loop {
             let first = tokio::select! {
@@ -250,9 +255,39 @@ impl Worker {
                 }
             }
             let wanted = permits.len() as u32;
-            match self.backend.claim(&self.id, wanted, self.lease).await {
-                Ok(tasks) => {
-                    error_delay = Duration::from_millis(100);
+            // Retried while the backend is down. A claim in flight is never abandoned (its
+            // tasks would sit leased to nobody); stopping ends the wait between attempts.
+            let claim = || async {
+                if stop.is_cancelled() {
+                    return Ok(None);
+                }
+                self.backend
+                    .claim(&self.id, wanted, self.lease)
+                    .await
+                    .map(Some)
+            };
+            let claimed = claim
+                .retry(backend_backoff(Duration::from_millis(100)))
+                .sleep({
+                    let stop = stop.clone();
+                    move |delay| {
+                        let stop = stop.clone();
+                        async move {
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                    }
+                })
+                .notify(|error: &BackendError, delay| {
+                    metrics::counter!("queue_claim_errors_total").increment(1);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "claim failed");
+                })
+                .await;
+            match claimed {
+                Ok(None) | Err(_) => return,
+                Ok(Some(tasks)) => {
                     let got = tasks.len();
                     backlog = got as u32 == wanted;
                     if got > 0 {
@@ -270,17 +305,6 @@ impl Worker {
                             _ = tokio::time::sleep(poll) => {}
                         }
                     }
-                }
-                Err(error) => {
-                    drop(permits);
-                    backlog = false;
-                    metrics::counter!("queue_claim_errors_total").increment(1);
-                    tracing::warn!(%error, retry_in_ms = error_delay.as_millis() as u64, "claim failed");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(error_delay) => {}
-                    }
-                    error_delay = next_delay(error_delay);
                 }
             }
         }
@@ -383,17 +407,19 @@ impl Worker {
                     Outcome::Failed(f) => failed.push(f),
                 }
             }
-            let mut delay = Duration::from_millis(50);
-            loop {
-                match self.acknowledge(&done, &failed).await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        metrics::counter!("queue_ack_errors_total").increment(1);
-                        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "acknowledgement failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = next_delay(delay);
-                    }
-                }
+            let acknowledge = || self.acknowledge(&done, &failed);
+            let acknowledged = acknowledge
+                .retry(backend_backoff(Duration::from_millis(50)))
+                .sleep(tokio::time::sleep)
+                .notify(|error, delay| {
+                    metrics::counter!("queue_ack_errors_total").increment(1);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "acknowledgement failed; retrying");
+                })
+                .await;
+            if let Err(error) = acknowledged {
+                // Unreachable with an unbounded retry; the leases run out and the tasks run
+                // again.
+                tracing::error!(%error, "acknowledgement given up");
             }
             // Freed together, so the claim loop sees them all at once and claims a full batch.
             let mut slots = slots.into_iter();
@@ -410,7 +436,7 @@ impl Worker {
         &self,
         done: &[Completion],
         failed: &[Failure],
-    ) -> Result<(), super::backend::BackendError> {
+    ) -> Result<(), BackendError> {
         if !done.is_empty() {
             let accepted = self.backend.complete(done).await?;
             let fenced = accepted.iter().filter(|a| !**a).count();

@@ -5,24 +5,25 @@
 //! producer and the workers start (not ready) when the database comes up second.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use backon::Retryable;
 use serde_json::Value;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, BackendError, BackendResult, next_delay};
+use super::{BackendError, reconnect_backoff};
 use crate::queue::model::{
     Claimed, Completion, Counts, Enqueued, FailOutcome, Failure, Lease, Maintenance, NewTask,
     Retention, RetryOutcome, Stats, TaskState, TaskView,
 };
+use crate::server::postgres::{Postgres, Schema};
 
 const CHANNEL: &str = "statelab_queue";
+/// Cheap, and touches the queue's table, so a database replaced by an empty one is noticed.
+const READY_PROBE: &str = "SELECT 1 FROM queue_tasks LIMIT 1";
 /// Rows deleted per pruning statement, and statements per maintenance pass.
 const PRUNE_BATCH: i64 = 500;
 const PRUNE_ROUNDS: usize = 8;
@@ -36,50 +37,40 @@ macro_rules! task_columns {
     };
 }
 
+#[derive(Clone)]
 pub struct PgBackend {
-    pool: PgPool,
-    schema_ready: Arc<AtomicBool>,
+    db: Postgres,
+    schema: Arc<Schema>,
 }
 
 impl PgBackend {
-    /// Builds a lazily connecting pool and applies the schema in the background.
-    pub fn connect(options: PgConnectOptions, pool_size: u32) -> PgBackend {
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_lazy_with(options);
-        let backend = PgBackend {
-            pool,
-            schema_ready: Arc::new(AtomicBool::new(false)),
-        };
-        backend.migrate_in_background();
-        backend
-    }
-
-    fn migrate_in_background(&self) {
+    /// Uses a lazily connecting pool and keeps the schema in place in the background until
+    /// `stop`.
+    pub fn new(db: Postgres, stop: CancellationToken) -> PgBackend {
         let mut migrator = sqlx::migrate!("migrations/queue");
         migrator.dangerous_set_table_name("_sqlx_migrations_queue");
-        crate::server::schema::migrate_in_background(
-            self.pool.clone(),
-            migrator,
-            self.schema_ready.clone(),
-            Duration::from_secs(5),
-            "queue",
-        );
+        let schema = Schema::keep("queue", &db, migrator, stop);
+        PgBackend { db, schema }
     }
 
-    fn require_schema(&self) -> Result<(), BackendError> {
-        if self.schema_ready.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(BackendError::Unavailable(
-                "PostgreSQL is not reachable yet (queue schema not in place)".into(),
-            ))
-        }
+    /// One statement: the schema must be in place, the time is bounded, and a failure is
+    /// classified (and a missing table noticed, so the schema is put back).
+    async fn run<T>(
+        &self,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, BackendError> {
+        self.schema.require()?;
+        self.db
+            .bounded(work)
+            .await
+            .map_err(|e| self.schema.observe(e))
     }
 
-    async fn enqueue_impl(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BackendError> {
-        self.require_schema()?;
+    pub async fn check(&self) -> Result<(), String> {
+        self.schema.check(&self.db, READY_PROBE).await
+    }
+
+    pub async fn enqueue(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BackendError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -91,7 +82,7 @@ impl PgBackend {
         let keys: Vec<Option<&str>> = tasks.iter().map(|t| t.idempotency_key.as_deref()).collect();
         // Ids are drawn before the insert so each input row knows its own; a key already
         // taken (by an older task or earlier in this batch) resolves to that task instead.
-        let rows: Vec<(i64, Option<i64>, bool, Option<String>)> = sqlx::query_as(
+        let rows: Vec<(i64, Option<i64>, bool, Option<String>)> = self.run(sqlx::query_as(
             "WITH input AS ( \
                  SELECT nextval('queue_tasks_id_seq') AS id, i.* \
                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::smallint[], $6::text[]) \
@@ -119,9 +110,8 @@ impl PgBackend {
         .bind(&max_attempts)
         .bind(&priorities)
         .bind(&keys)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(self.db.pool()))
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for ((_, id, created, state), task) in rows.into_iter().zip(tasks) {
             let enqueued = match (id, created) {
@@ -142,13 +132,15 @@ impl PgBackend {
                 // took its snapshot: look it up now.
                 (None, _) => {
                     let key = task.idempotency_key.as_deref().unwrap_or_default();
-                    let (id, state): (i64, String) = sqlx::query_as(
-                        "SELECT id, state FROM queue_tasks WHERE idempotency_key = $1",
-                    )
-                    .bind(key)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(classify)?;
+                    let (id, state): (i64, String) = self
+                        .run(
+                            sqlx::query_as(
+                                "SELECT id, state FROM queue_tasks WHERE idempotency_key = $1",
+                            )
+                            .bind(key)
+                            .fetch_one(self.db.pool()),
+                        )
+                        .await?;
                     Enqueued {
                         id,
                         state: TaskState::parse(&state).unwrap_or(TaskState::Queued),
@@ -161,22 +153,22 @@ impl PgBackend {
         Ok(out)
     }
 
-    async fn get_impl(&self, id: i64) -> Result<Option<TaskView>, BackendError> {
-        self.require_schema()?;
-        let row: Option<TaskRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM queue_tasks WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
+    pub async fn get(&self, id: i64) -> Result<Option<TaskView>, BackendError> {
+        let row: Option<TaskRow> = self
+            .run(
+                sqlx::query_as(concat!(
+                    "SELECT ",
+                    task_columns!(),
+                    " FROM queue_tasks WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(self.db.pool()),
+            )
+            .await?;
         row.map(TaskRow::into_view).transpose()
     }
 
-    async fn list_impl(&self, state: TaskState, limit: u32) -> Result<Vec<TaskView>, BackendError> {
-        self.require_schema()?;
+    pub async fn list(&self, state: TaskState, limit: u32) -> Result<Vec<TaskView>, BackendError> {
         let sql = match state {
             TaskState::Queued => concat!(
                 "SELECT ",
@@ -206,32 +198,35 @@ impl PgBackend {
                 " FROM queue_tasks WHERE state = 'dead' ORDER BY finished_at DESC LIMIT $1"
             ),
         };
-        let rows: Vec<TaskRow> = sqlx::query_as(sql)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+        let rows: Vec<TaskRow> = self
+            .run(
+                sqlx::query_as(sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.db.pool()),
+            )
+            .await?;
         rows.into_iter().map(TaskRow::into_view).collect()
     }
 
-    async fn retry_impl(&self, id: i64) -> Result<RetryOutcome, BackendError> {
-        self.require_schema()?;
-        let row: Option<TaskRow> = sqlx::query_as(concat!(
-            "UPDATE queue_tasks SET state = 'queued', attempt_base = attempts, \
+    pub async fn retry(&self, id: i64) -> Result<RetryOutcome, BackendError> {
+        let row: Option<TaskRow> = self
+            .run(
+                sqlx::query_as(concat!(
+                    "UPDATE queue_tasks SET state = 'queued', attempt_base = attempts, \
              requeued = requeued + 1, run_at = now(), finished_at = NULL, lease_until = NULL, \
              updated_at = now() WHERE id = $1 AND state = 'dead' RETURNING ",
-            task_columns!()
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
+                    task_columns!()
+                ))
+                .bind(id)
+                .fetch_optional(self.db.pool()),
+            )
+            .await?;
         match row {
             Some(row) => {
                 self.notify().await;
                 Ok(RetryOutcome::Requeued(Box::new(row.into_view()?)))
             }
-            None => match self.get_impl(id).await? {
+            None => match self.get(id).await? {
                 Some(task) => Ok(RetryOutcome::NotDead(task.state)),
                 None => Ok(RetryOutcome::NotFound),
             },
@@ -239,28 +234,26 @@ impl PgBackend {
     }
 
     async fn notify(&self) {
-        if let Err(error) = sqlx::query("SELECT pg_notify('statelab_queue', '')")
-            .execute(&self.pool)
-            .await
-        {
+        let notify = sqlx::query("SELECT pg_notify('statelab_queue', '')").execute(self.db.pool());
+        if let Err(error) = self.db.bounded(notify).await {
             tracing::debug!(%error, "could not notify workers");
         }
     }
 
-    async fn stats_impl(&self) -> Result<Stats, BackendError> {
-        self.require_schema()?;
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM queue_tasks GROUP BY state")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
+    pub async fn stats(&self) -> Result<Stats, BackendError> {
+        let rows: Vec<(String, i64)> = self
+            .run(
+                sqlx::query_as("SELECT state, count(*) FROM queue_tasks GROUP BY state")
+                    .fetch_all(self.db.pool()),
+            )
+            .await?;
         let mut counts = Counts::default();
         for (state, n) in rows {
             if let Some(state) = TaskState::parse(&state) {
                 counts.set(state, n);
             }
         }
-        let (scheduled, oldest_ms, done_last_minute): (i64, Option<f64>, i64) = sqlx::query_as(
+        let (scheduled, oldest_ms, done_last_minute): (i64, Option<f64>, i64) = self.run(sqlx::query_as(
             "SELECT \
                (SELECT count(*) FROM queue_tasks WHERE state IN ('queued', 'failed') AND run_at > now()), \
                (SELECT (extract(epoch FROM now() - min(run_at)) * 1000)::float8 FROM queue_tasks \
@@ -268,9 +261,8 @@ impl PgBackend {
                (SELECT count(*) FROM queue_tasks WHERE state = 'done' \
                   AND finished_at > now() - interval '60 seconds')",
         )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_one(self.db.pool()))
+        .await?;
         Ok(Stats {
             backend: "postgres",
             counts,
@@ -281,14 +273,13 @@ impl PgBackend {
         })
     }
 
-    async fn claim_impl(
+    pub async fn claim(
         &self,
         worker: &str,
         max: u32,
         lease: Duration,
     ) -> Result<Vec<Claimed>, BackendError> {
-        self.require_schema()?;
-        let rows: Vec<(i64, String, Value, i32, i32, i32)> = sqlx::query_as(
+        let rows: Vec<(i64, String, Value, i32, i32, i32)> = self.run(sqlx::query_as(
             "WITH picked AS ( \
                  SELECT id FROM queue_tasks \
                  WHERE state IN ('queued', 'failed') AND run_at <= now() \
@@ -304,9 +295,8 @@ impl PgBackend {
         .bind(i64::from(max))
         .bind(worker)
         .bind(lease.as_millis() as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(self.db.pool()))
+        .await?;
         let mut claimed: Vec<Claimed> = rows
             .into_iter()
             .map(
@@ -324,18 +314,19 @@ impl PgBackend {
         Ok(claimed)
     }
 
-    async fn extend_impl(
+    pub async fn extend(
         &self,
         leases: &[Lease],
         lease: Duration,
     ) -> Result<Vec<Lease>, BackendError> {
-        self.require_schema()?;
         if leases.is_empty() {
             return Ok(Vec::new());
         }
         let (ids, attempts) = split(leases);
-        let rows: Vec<(i64, i32)> = sqlx::query_as(
-            "WITH held AS ( \
+        let rows: Vec<(i64, i32)> = self
+            .run(
+                sqlx::query_as(
+                    "WITH held AS ( \
                  SELECT t.id FROM queue_tasks t \
                  JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON t.id = u.id \
                  WHERE t.attempts = u.attempt AND t.state = 'running' \
@@ -344,21 +335,20 @@ impl PgBackend {
              UPDATE queue_tasks t SET lease_until = now() + $3 * interval '1 millisecond' \
              FROM held WHERE t.id = held.id \
              RETURNING t.id, t.attempts",
-        )
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(lease.as_millis() as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+                )
+                .bind(&ids)
+                .bind(&attempts)
+                .bind(lease.as_millis() as i64)
+                .fetch_all(self.db.pool()),
+            )
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id, attempt)| Lease { id, attempt })
             .collect())
     }
 
-    async fn complete_impl(&self, done: &[Completion]) -> Result<Vec<bool>, BackendError> {
-        self.require_schema()?;
+    pub async fn complete(&self, done: &[Completion]) -> Result<Vec<bool>, BackendError> {
         if done.is_empty() {
             return Ok(Vec::new());
         }
@@ -367,7 +357,7 @@ impl PgBackend {
         let results: Vec<String> = done.iter().map(|c| c.result.to_string()).collect();
         // Fenced: only the attempt that holds the task may finish it. Rows are locked in id
         // order, like every multi-row update here, so concurrent batches never deadlock.
-        let accepted: Vec<(i64,)> = sqlx::query_as(
+        let accepted: Vec<(i64,)> = self.run(sqlx::query_as(
             "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result)), \
              held AS ( \
                  SELECT t.id, u.result FROM queue_tasks t JOIN u ON t.id = u.id \
@@ -382,9 +372,8 @@ impl PgBackend {
         .bind(&ids)
         .bind(&attempts)
         .bind(&results)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(self.db.pool()))
+        .await?;
         let accepted: std::collections::HashSet<i64> =
             accepted.into_iter().map(|(id,)| id).collect();
         Ok(done
@@ -393,8 +382,7 @@ impl PgBackend {
             .collect())
     }
 
-    async fn fail_impl(&self, failures: &[Failure]) -> Result<Vec<FailOutcome>, BackendError> {
-        self.require_schema()?;
+    pub async fn fail(&self, failures: &[Failure]) -> Result<Vec<FailOutcome>, BackendError> {
         if failures.is_empty() {
             return Ok(Vec::new());
         }
@@ -402,7 +390,7 @@ impl PgBackend {
         let attempts: Vec<i32> = failures.iter().map(|f| f.lease.attempt).collect();
         let errors: Vec<&str> = failures.iter().map(|f| f.error.as_str()).collect();
         let backoffs: Vec<i64> = failures.iter().map(|f| f.backoff_ms as i64).collect();
-        let rows: Vec<(i64, String)> = sqlx::query_as(
+        let rows: Vec<(i64, String)> = self.run(sqlx::query_as(
             "WITH held AS ( \
                  SELECT t.id, u.error, u.backoff_ms FROM queue_tasks t \
                  JOIN unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[]) AS u(id, attempt, error, backoff_ms) \
@@ -423,9 +411,8 @@ impl PgBackend {
         .bind(&attempts)
         .bind(&errors)
         .bind(&backoffs)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(self.db.pool()))
+        .await?;
         let states: std::collections::HashMap<i64, String> = rows.into_iter().collect();
         Ok(failures
             .iter()
@@ -437,14 +424,15 @@ impl PgBackend {
             .collect())
     }
 
-    async fn release_impl(&self, leases: &[Lease]) -> Result<u64, BackendError> {
-        self.require_schema()?;
+    pub async fn release(&self, leases: &[Lease]) -> Result<u64, BackendError> {
         if leases.is_empty() {
             return Ok(0);
         }
         let (ids, attempts) = split(leases);
-        let result = sqlx::query(
-            "WITH held AS ( \
+        let result = self
+            .run(
+                sqlx::query(
+                    "WITH held AS ( \
                  SELECT t.id FROM queue_tasks t \
                  JOIN unnest($1::bigint[], $2::int[]) AS u(id, attempt) ON t.id = u.id \
                  WHERE t.attempts = u.attempt AND t.state = 'running' \
@@ -453,24 +441,23 @@ impl PgBackend {
              UPDATE queue_tasks t SET state = 'queued', attempt_base = t.attempt_base + 1, \
                  lease_until = NULL, run_at = now(), updated_at = now() \
              FROM held WHERE t.id = held.id",
-        )
-        .bind(&ids)
-        .bind(&attempts)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+                )
+                .bind(&ids)
+                .bind(&attempts)
+                .execute(self.db.pool()),
+            )
+            .await?;
         if result.rows_affected() > 0 {
             self.notify().await;
         }
         Ok(result.rows_affected())
     }
 
-    async fn maintain_impl(&self, retention: Retention) -> Result<Maintenance, BackendError> {
-        self.require_schema()?;
+    pub async fn maintain(&self, retention: Retention) -> Result<Maintenance, BackendError> {
         let mut report = Maintenance::default();
         // Leases that ran out: the worker died or lost the database. Back to the queue, or
         // dead if that was the last attempt. SKIP LOCKED: several workers do this at once.
-        let reaped: Vec<(String,)> = sqlx::query_as(
+        let reaped: Vec<(String,)> = self.run(sqlx::query_as(
             "WITH expired AS ( \
                  SELECT id FROM queue_tasks WHERE state = 'running' AND lease_until < now() \
                  ORDER BY lease_until LIMIT $1 FOR UPDATE SKIP LOCKED \
@@ -485,9 +472,8 @@ impl PgBackend {
              RETURNING t.state",
         )
         .bind(REAP_BATCH)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(self.db.pool()))
+        .await?;
         for (state,) in &reaped {
             if state == "dead" {
                 report.dead += 1;
@@ -513,12 +499,14 @@ impl PgBackend {
                          ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
                      DELETE FROM queue_tasks t USING old WHERE t.id = old.id"
                 };
-                let deleted = sqlx::query(sql)
-                    .bind(secs as i64)
-                    .bind(PRUNE_BATCH)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(classify)?
+                let deleted = self
+                    .run(
+                        sqlx::query(sql)
+                            .bind(secs as i64)
+                            .bind(PRUNE_BATCH)
+                            .execute(self.db.pool()),
+                    )
+                    .await?
                     .rows_affected();
                 report.pruned += deleted;
                 if (deleted as i64) < PRUNE_BATCH {
@@ -534,115 +522,51 @@ fn split(leases: &[Lease]) -> (Vec<i64>, Vec<i32>) {
     leases.iter().map(|l| (l.id, l.attempt)).unzip()
 }
 
-impl Backend for PgBackend {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn check(&self) -> BackendResult<'_, ()> {
-        Box::pin(async move {
-            self.require_schema()?;
-            sqlx::query("SELECT 1")
-                .execute(&self.pool)
-                .await
-                .map_err(classify)?;
-            Ok(())
-        })
-    }
-
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BackendResult<'a, Vec<Enqueued>> {
-        Box::pin(self.enqueue_impl(tasks))
-    }
-
-    fn get(&self, id: i64) -> BackendResult<'_, Option<TaskView>> {
-        Box::pin(self.get_impl(id))
-    }
-
-    fn list(&self, state: TaskState, limit: u32) -> BackendResult<'_, Vec<TaskView>> {
-        Box::pin(self.list_impl(state, limit))
-    }
-
-    fn retry(&self, id: i64) -> BackendResult<'_, RetryOutcome> {
-        Box::pin(self.retry_impl(id))
-    }
-
-    fn stats(&self) -> BackendResult<'_, Stats> {
-        Box::pin(self.stats_impl())
-    }
-
-    fn claim<'a>(
-        &'a self,
-        worker: &'a str,
-        max: u32,
-        lease: Duration,
-    ) -> BackendResult<'a, Vec<Claimed>> {
-        Box::pin(self.claim_impl(worker, max, lease))
-    }
-
-    fn extend<'a>(&'a self, leases: &'a [Lease], lease: Duration) -> BackendResult<'a, Vec<Lease>> {
-        Box::pin(self.extend_impl(leases, lease))
-    }
-
-    fn complete<'a>(&'a self, done: &'a [Completion]) -> BackendResult<'a, Vec<bool>> {
-        Box::pin(self.complete_impl(done))
-    }
-
-    fn fail<'a>(&'a self, failures: &'a [Failure]) -> BackendResult<'a, Vec<FailOutcome>> {
-        Box::pin(self.fail_impl(failures))
-    }
-
-    fn release<'a>(&'a self, leases: &'a [Lease]) -> BackendResult<'a, u64> {
-        Box::pin(self.release_impl(leases))
-    }
-
-    fn maintain(&self, retention: Retention) -> BackendResult<'_, Maintenance> {
-        Box::pin(self.maintain_impl(retention))
-    }
-
-    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) -> BoxFuture<'static, ()> {
-        let pool = self.pool.clone();
-        Box::pin(async move {
-            let mut delay = Duration::from_millis(100);
-            while !stop.is_cancelled() {
-                let mut listener = match PgListener::connect_with(&pool).await {
+impl PgBackend {
+    /// Runs until `stop`, waking a worker on every NOTIFY; reconnects with backoff, and the
+    /// worker polls meanwhile.
+    pub async fn listen(self, wake: Arc<Notify>, stop: CancellationToken) {
+        let pool = self.db.pool().clone();
+        while !stop.is_cancelled() {
+            let connect = || async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let connected = connect
+                .retry(reconnect_backoff())
+                .sleep(tokio::time::sleep)
+                .notify(|error, delay| {
+                    tracing::debug!(%error, retry_in_ms = delay.as_millis() as u64,
+                        "LISTEN connection failed; polling meanwhile");
+                });
+            let mut listener = tokio::select! {
+                _ = stop.cancelled() => return,
+                result = connected => match result {
                     Ok(listener) => listener,
-                    Err(error) => {
-                        tracing::debug!(%error, "LISTEN connection failed; polling meanwhile");
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(delay) => {}
+                    // Unreachable with an unbounded retry; polling still finds the work.
+                    Err(_) => return,
+                },
+            };
+            // Whatever was announced while we were not listening: look once.
+            wake.notify_one();
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    received = listener.try_recv() => match received {
+                        Ok(Some(_)) => wake.notify_one(),
+                        Ok(None) => {
+                            tracing::debug!("LISTEN connection lost; reconnecting");
+                            break;
                         }
-                        delay = next_delay(delay);
-                        continue;
-                    }
-                };
-                if let Err(error) = listener.listen(CHANNEL).await {
-                    tracing::debug!(%error, "LISTEN failed; polling meanwhile");
-                    tokio::time::sleep(delay).await;
-                    delay = next_delay(delay);
-                    continue;
-                }
-                delay = Duration::from_millis(100);
-                // Whatever was announced while we were not listening: look once.
-                wake.notify_one();
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        received = listener.try_recv() => match received {
-                            Ok(Some(_)) => wake.notify_one(),
-                            Ok(None) => {
-                                tracing::debug!("LISTEN connection lost; reconnecting");
-                                break;
-                            }
-                            Err(error) => {
-                                tracing::debug!(%error, "LISTEN connection failed; reconnecting");
-                                break;
-                            }
+                        Err(error) => {
+                            tracing::debug!(%error, "LISTEN connection failed; reconnecting");
+                            break;
                         }
                     }
                 }
             }
-        })
+        }
     }
 }
 
@@ -671,9 +595,8 @@ struct TaskRow {
 
 impl TaskRow {
     fn into_view(self) -> Result<TaskView, BackendError> {
-        let state = TaskState::parse(&self.state).ok_or_else(|| {
-            BackendError::Internal(format!("unknown task state {:?}", self.state))
-        })?;
+        let state = TaskState::parse(&self.state)
+            .ok_or_else(|| BackendError::other(format!("unknown task state {:?}", self.state)))?;
         Ok(TaskView {
             id: self.id,
             kind: self.kind,
@@ -695,27 +618,5 @@ impl TaskRow {
             finished_at: self.finished_at,
             updated_at: self.updated_at,
         })
-    }
-}
-
-/// Connection trouble (the server is down, restarting or refusing) is `Unavailable`; the
-/// rest is `Internal`.
-fn classify(error: sqlx::Error) -> BackendError {
-    let unavailable = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "53300"
-        }),
-        _ => false,
-    };
-    if unavailable {
-        BackendError::Unavailable(format!("PostgreSQL unavailable: {error}"))
-    } else {
-        BackendError::Internal(format!("PostgreSQL error: {error}"))
     }
 }

@@ -13,20 +13,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use backon::Retryable;
 use futures::StreamExt;
-use futures::future::BoxFuture;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::{FromRedisValue, Script, ScriptInvocation};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, BackendError, BackendResult, next_delay};
+use super::{BackendError, reconnect_backoff};
 use crate::queue::model::{
     Claimed, Completion, Counts, Enqueued, FailOutcome, Failure, Lease, Maintenance, NewTask,
     Retention, RetryOutcome, Stats, TaskState, TaskView,
 };
+use crate::server::redis::{Redis, RedisArgs};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 /// Tasks promoted, reaped or pruned per maintenance call (per kind).
@@ -46,36 +46,74 @@ static RETRY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/retry
 static MAINTAIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/maintain.lua")));
 static STATS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/stats.lua")));
 
+/// Reads and idempotent writes go through [`Redis::run`] (one retry after a reconnect);
+/// scripts whose second run would answer differently (enqueue, claim, acknowledgements) go
+/// through [`Redis::run_once`].
+#[derive(Clone)]
 pub struct RedisBackend {
-    client: Client,
-    connection: ConnectionManager,
+    redis: Redis,
+    /// Pub/sub needs a connection of its own, outside the shared multiplexed one.
+    pubsub: redis::Client,
     prefix: String,
 }
 
 impl RedisBackend {
     /// Connects lazily: nothing is sent until the first command.
-    pub fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisBackend> {
-        let client = Client::open(url)
-            .map_err(|e| anyhow::anyhow!("invalid Redis URL in --redis/REDIS_URL: {e}"))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| anyhow::anyhow!("cannot set up the Redis connection: {e}"))?;
+    pub fn new(args: &RedisArgs, prefix: &str) -> anyhow::Result<RedisBackend> {
+        let redis = args.connect_lazy()?;
+        let (info, _) = args.connection_info()?;
         Ok(RedisBackend {
-            client,
-            connection,
+            redis,
+            pubsub: redis::Client::open(info)?,
             prefix: prefix.to_owned(),
         })
+    }
+
+    pub async fn check(&self) -> Result<(), String> {
+        self.redis.ping().await.map_err(|e| e.to_string())
     }
 
     fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
 
-    async fn enqueue_impl(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BackendError> {
+    /// A script that is safe to run twice: retried once after a reconnect.
+    async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        self.redis
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
+    }
+
+    /// A script whose second run would answer differently: sent at most once.
+    async fn script_once<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        let mut conn = self.redis.connection();
+        self.redis
+            .run_once(invocation.invoke_async(&mut conn))
+            .await
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BackendError> {
+        self.redis
+            .run(|mut conn| async move { cmd.query_async(&mut conn).await })
+            .await
+    }
+
+    async fn query_pipe<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, BackendError> {
+        self.redis
+            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .await
+    }
+
+    pub async fn enqueue(&self, tasks: &[NewTask]) -> Result<Vec<Enqueued>, BackendError> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -90,10 +128,7 @@ impl RedisBackend {
                 .arg(task.priority)
                 .arg(task.idempotency_key.as_deref().unwrap_or(""));
         }
-        let rows: Vec<(i64, i64, String)> = invocation
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+        let rows: Vec<(i64, i64, String)> = self.script_once(&invocation).await?;
         Ok(rows
             .into_iter()
             .map(|(id, created, state)| Enqueued {
@@ -104,12 +139,10 @@ impl RedisBackend {
             .collect())
     }
 
-    async fn get_impl(&self, id: i64) -> Result<Option<TaskView>, BackendError> {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key(&format!("task:{id}")))
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+    pub async fn get(&self, id: i64) -> Result<Option<TaskView>, BackendError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.key(&format!("task:{id}")));
+        let fields: HashMap<String, String> = self.query(&cmd).await?;
         if fields.is_empty() {
             return Ok(None);
         }
@@ -124,10 +157,7 @@ impl RedisBackend {
         for id in ids {
             pipe.cmd("HGETALL").arg(self.key(&format!("task:{id}")));
         }
-        let all: Vec<HashMap<String, String>> = pipe
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+        let all: Vec<HashMap<String, String>> = self.query_pipe(&pipe).await?;
         let mut out = Vec::with_capacity(ids.len());
         for (id, fields) in ids.iter().zip(all) {
             if !fields.is_empty() {
@@ -137,29 +167,26 @@ impl RedisBackend {
         Ok(out)
     }
 
-    async fn list_impl(&self, state: TaskState, limit: u32) -> Result<Vec<TaskView>, BackendError> {
-        let mut conn = self.connection.clone();
+    pub async fn list(&self, state: TaskState, limit: u32) -> Result<Vec<TaskView>, BackendError> {
         let limit = limit as isize;
         let ids: Vec<i64> = match state {
-            TaskState::Done | TaskState::Dead => redis::cmd("ZRANGE")
-                .arg(self.key(state.as_str()))
-                .arg("+inf")
-                .arg("-inf")
-                .arg("BYSCORE")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit)
-                .query_async(&mut conn)
-                .await
-                .map_err(classify)?,
-            TaskState::Running => redis::cmd("ZRANGE")
-                .arg(self.key("leases"))
-                .arg(0)
-                .arg(limit - 1)
-                .query_async(&mut conn)
-                .await
-                .map_err(classify)?,
+            TaskState::Done | TaskState::Dead => {
+                let mut cmd = redis::cmd("ZRANGE");
+                cmd.arg(self.key(state.as_str()))
+                    .arg("+inf")
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit);
+                self.query(&cmd).await?
+            }
+            TaskState::Running => {
+                let mut cmd = redis::cmd("ZRANGE");
+                cmd.arg(self.key("leases")).arg(0).arg(limit - 1);
+                self.query(&cmd).await?
+            }
             TaskState::Queued | TaskState::Failed => {
                 // In claim order: ready lists by priority (oldest at the tail), then schedules.
                 let mut pipe = redis::pipe();
@@ -177,7 +204,7 @@ impl RedisBackend {
                     .arg(self.key("delayed"))
                     .arg(0)
                     .arg(limit - 1);
-                let groups: Vec<Vec<i64>> = pipe.query_async(&mut conn).await.map_err(classify)?;
+                let groups: Vec<Vec<i64>> = self.query_pipe(&pipe).await?;
                 let mut ids = Vec::new();
                 for (i, mut group) in groups.into_iter().enumerate() {
                     if i < 10 {
@@ -194,17 +221,13 @@ impl RedisBackend {
         Ok(tasks)
     }
 
-    async fn retry_impl(&self, id: i64) -> Result<RetryOutcome, BackendError> {
-        let found: String = RETRY
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg(id)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+    pub async fn retry(&self, id: i64) -> Result<RetryOutcome, BackendError> {
+        let mut invocation = RETRY.prepare_invoke();
+        invocation.arg(&self.prefix).arg(id);
+        let found: String = self.script_once(&invocation).await?;
         match found.as_str() {
             "missing" => Ok(RetryOutcome::NotFound),
-            "dead" => match self.get_impl(id).await? {
+            "dead" => match self.get(id).await? {
                 Some(task) => Ok(RetryOutcome::Requeued(Box::new(task))),
                 None => Ok(RetryOutcome::NotFound),
             },
@@ -214,15 +237,12 @@ impl RedisBackend {
         }
     }
 
-    async fn stats_impl(&self) -> Result<Stats, BackendError> {
-        let v: Vec<i64> = STATS
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+    pub async fn stats(&self) -> Result<Stats, BackendError> {
+        let mut invocation = STATS.prepare_invoke();
+        invocation.arg(&self.prefix);
+        let v: Vec<i64> = self.script(&invocation).await?;
         let [queued, running, done, failed, dead, scheduled, age, recent] = v[..] else {
-            return Err(BackendError::Internal("unexpected stats reply".into()));
+            return Err(BackendError::other("unexpected stats reply"));
         };
         Ok(Stats {
             backend: "redis",
@@ -240,26 +260,24 @@ impl RedisBackend {
         })
     }
 
-    async fn claim_impl(
+    pub async fn claim(
         &self,
         worker: &str,
         max: u32,
         lease: Duration,
     ) -> Result<Vec<Claimed>, BackendError> {
-        let rows: Vec<(i64, String, String, i32, i32, i32)> = CLAIM
-            .prepare_invoke()
+        let mut invocation = CLAIM.prepare_invoke();
+        invocation
             .arg(&self.prefix)
             .arg(worker)
             .arg(max)
-            .arg(lease.as_millis() as u64)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+            .arg(lease.as_millis() as u64);
+        let rows: Vec<(i64, String, String, i32, i32, i32)> = self.script_once(&invocation).await?;
         rows.into_iter()
             .map(
                 |(id, kind, payload, attempt, attempt_in_budget, max_attempts)| {
                     let payload = serde_json::from_str(&payload).map_err(|e| {
-                        BackendError::Internal(format!("task {id} has an unreadable payload: {e}"))
+                        BackendError::other(format!("task {id} has an unreadable payload: {e}"))
                     })?;
                     Ok(Claimed {
                         id,
@@ -274,7 +292,7 @@ impl RedisBackend {
             .collect()
     }
 
-    async fn extend_impl(
+    pub async fn extend(
         &self,
         leases: &[Lease],
         lease: Duration,
@@ -287,10 +305,7 @@ impl RedisBackend {
         for l in leases {
             invocation.arg(l.id).arg(l.attempt);
         }
-        let held: Vec<i64> = invocation
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+        let held: Vec<i64> = self.script(&invocation).await?;
         let held: std::collections::HashSet<i64> = held.into_iter().collect();
         Ok(leases
             .iter()
@@ -299,7 +314,7 @@ impl RedisBackend {
             .collect())
     }
 
-    async fn complete_impl(&self, done: &[Completion]) -> Result<Vec<bool>, BackendError> {
+    pub async fn complete(&self, done: &[Completion]) -> Result<Vec<bool>, BackendError> {
         if done.is_empty() {
             return Ok(Vec::new());
         }
@@ -311,14 +326,11 @@ impl RedisBackend {
                 .arg(c.lease.attempt)
                 .arg(c.result.to_string());
         }
-        let accepted: Vec<i64> = invocation
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+        let accepted: Vec<i64> = self.script_once(&invocation).await?;
         Ok(accepted.into_iter().map(|a| a == 1).collect())
     }
 
-    async fn fail_impl(&self, failures: &[Failure]) -> Result<Vec<FailOutcome>, BackendError> {
+    pub async fn fail(&self, failures: &[Failure]) -> Result<Vec<FailOutcome>, BackendError> {
         if failures.is_empty() {
             return Ok(Vec::new());
         }
@@ -331,10 +343,7 @@ impl RedisBackend {
                 .arg(&f.error)
                 .arg(f.backoff_ms);
         }
-        let outcomes: Vec<String> = invocation
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+        let outcomes: Vec<String> = self.script_once(&invocation).await?;
         Ok(outcomes
             .iter()
             .map(|o| match o.as_str() {
@@ -345,7 +354,7 @@ impl RedisBackend {
             .collect())
     }
 
-    async fn release_impl(&self, leases: &[Lease]) -> Result<u64, BackendError> {
+    pub async fn release(&self, leases: &[Lease]) -> Result<u64, BackendError> {
         if leases.is_empty() {
             return Ok(0);
         }
@@ -354,22 +363,17 @@ impl RedisBackend {
         for l in leases {
             invocation.arg(l.id).arg(l.attempt);
         }
-        invocation
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)
+        self.script_once(&invocation).await
     }
 
-    async fn maintain_impl(&self, retention: Retention) -> Result<Maintenance, BackendError> {
-        let (requeued, dead, pruned): (u64, u64, u64) = MAINTAIN
-            .prepare_invoke()
+    pub async fn maintain(&self, retention: Retention) -> Result<Maintenance, BackendError> {
+        let mut invocation = MAINTAIN.prepare_invoke();
+        invocation
             .arg(&self.prefix)
             .arg(retention.done_secs.saturating_mul(1000))
             .arg(retention.dead_secs.saturating_mul(1000))
-            .arg(MAINTENANCE_BATCH)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
+            .arg(MAINTENANCE_BATCH);
+        let (requeued, dead, pruned): (u64, u64, u64) = self.script(&invocation).await?;
         Ok(Maintenance {
             requeued,
             dead,
@@ -378,115 +382,57 @@ impl RedisBackend {
     }
 }
 
-impl Backend for RedisBackend {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
-    fn check(&self) -> BackendResult<'_, ()> {
-        Box::pin(async move {
-            let _: String = redis::cmd("PING")
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(classify)?;
-            Ok(())
-        })
-    }
-
-    fn enqueue<'a>(&'a self, tasks: &'a [NewTask]) -> BackendResult<'a, Vec<Enqueued>> {
-        Box::pin(self.enqueue_impl(tasks))
-    }
-
-    fn get(&self, id: i64) -> BackendResult<'_, Option<TaskView>> {
-        Box::pin(self.get_impl(id))
-    }
-
-    fn list(&self, state: TaskState, limit: u32) -> BackendResult<'_, Vec<TaskView>> {
-        Box::pin(self.list_impl(state, limit))
-    }
-
-    fn retry(&self, id: i64) -> BackendResult<'_, RetryOutcome> {
-        Box::pin(self.retry_impl(id))
-    }
-
-    fn stats(&self) -> BackendResult<'_, Stats> {
-        Box::pin(self.stats_impl())
-    }
-
-    fn claim<'a>(
-        &'a self,
-        worker: &'a str,
-        max: u32,
-        lease: Duration,
-    ) -> BackendResult<'a, Vec<Claimed>> {
-        Box::pin(self.claim_impl(worker, max, lease))
-    }
-
-    fn extend<'a>(&'a self, leases: &'a [Lease], lease: Duration) -> BackendResult<'a, Vec<Lease>> {
-        Box::pin(self.extend_impl(leases, lease))
-    }
-
-    fn complete<'a>(&'a self, done: &'a [Completion]) -> BackendResult<'a, Vec<bool>> {
-        Box::pin(self.complete_impl(done))
-    }
-
-    fn fail<'a>(&'a self, failures: &'a [Failure]) -> BackendResult<'a, Vec<FailOutcome>> {
-        Box::pin(self.fail_impl(failures))
-    }
-
-    fn release<'a>(&'a self, leases: &'a [Lease]) -> BackendResult<'a, u64> {
-        Box::pin(self.release_impl(leases))
-    }
-
-    fn maintain(&self, retention: Retention) -> BackendResult<'_, Maintenance> {
-        Box::pin(self.maintain_impl(retention))
-    }
-
-    fn listen(&self, wake: Arc<Notify>, stop: CancellationToken) -> BoxFuture<'static, ()> {
-        let client = self.client.clone();
+impl RedisBackend {
+    /// Runs until `stop`, waking a worker on every message on the wake-up channel;
+    /// resubscribes with backoff, and the worker polls meanwhile.
+    pub async fn listen(self, wake: Arc<Notify>, stop: CancellationToken) {
         let channel = self.key("wake");
-        Box::pin(async move {
-            let mut delay = Duration::from_millis(100);
-            while !stop.is_cancelled() {
+        let timeout = self.redis.timeout().max(Duration::from_secs(5));
+        while !stop.is_cancelled() {
+            let subscribe = || async {
                 let connected = async {
-                    let mut pubsub = client.get_async_pubsub().await?;
+                    let mut pubsub = self.pubsub.get_async_pubsub().await?;
                     pubsub.subscribe(&channel).await?;
                     Ok::<_, redis::RedisError>(pubsub)
                 };
-                let pubsub = tokio::select! {
+                match tokio::time::timeout(timeout, connected).await {
+                    Ok(result) => result.map_err(|e| self.redis.classify(&e)),
+                    Err(_) => Err(BackendError::unavailable(
+                        "Redis did not accept the subscription in time",
+                    )),
+                }
+            };
+            let subscribed = subscribe
+                .retry(reconnect_backoff())
+                .sleep(tokio::time::sleep)
+                .notify(|error, delay| {
+                    tracing::debug!(%error, retry_in_ms = delay.as_millis() as u64,
+                        "Redis subscription failed; polling meanwhile");
+                });
+            let mut pubsub = tokio::select! {
+                _ = stop.cancelled() => return,
+                result = subscribed => match result {
+                    Ok(pubsub) => pubsub,
+                    // Unreachable with an unbounded retry; polling still finds the work.
+                    Err(_) => return,
+                },
+            };
+            // Whatever was announced while we were not listening: look once.
+            wake.notify_one();
+            let mut messages = pubsub.on_message();
+            loop {
+                tokio::select! {
                     _ = stop.cancelled() => return,
-                    result = tokio::time::timeout(Duration::from_secs(5), connected) => result,
-                };
-                let mut pubsub = match pubsub {
-                    Ok(Ok(pubsub)) => pubsub,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%error, "Redis subscription failed; polling meanwhile");
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                        delay = next_delay(delay);
-                        continue;
-                    }
-                    Err(_) => continue,
-                };
-                delay = Duration::from_millis(100);
-                wake.notify_one();
-                let mut messages = pubsub.on_message();
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        message = messages.next() => match message {
-                            Some(_) => wake.notify_one(),
-                            None => {
-                                tracing::debug!("Redis subscription lost; reconnecting");
-                                break;
-                            }
+                    message = messages.next() => match message {
+                        Some(_) => wake.notify_one(),
+                        None => {
+                            tracing::debug!("Redis subscription lost; reconnecting");
+                            break;
                         }
                     }
                 }
             }
-        })
+        }
     }
 }
 
@@ -496,7 +442,7 @@ fn ms_to_time(ms: i64) -> OffsetDateTime {
 }
 
 fn view(id: i64, mut f: HashMap<String, String>) -> Result<TaskView, BackendError> {
-    let bad = |what: &str| BackendError::Internal(format!("task {id}: unreadable field {what}"));
+    let bad = |what: &str| BackendError::other(format!("task {id}: unreadable field {what}"));
     let int = |f: &HashMap<String, String>, k: &str| -> Result<i64, BackendError> {
         f.get(k)
             .and_then(|v| v.parse::<f64>().ok())
@@ -546,24 +492,4 @@ fn view(id: i64, mut f: HashMap<String, String>) -> Result<TaskView, BackendErro
             .or_else(|| time(&f, "created_at"))
             .ok_or_else(|| bad("updated_at"))?,
     })
-}
-
-/// Connection trouble, timeouts and a loading or read-only server are `Unavailable`; the rest
-/// (script errors, unexpected replies) is `Internal`.
-fn classify(error: redis::RedisError) -> BackendError {
-    let transient_server = matches!(
-        error.code(),
-        Some("LOADING" | "MASTERDOWN" | "READONLY" | "TRYAGAIN" | "BUSY")
-    );
-    let internal = !transient_server
-        && (error.code().is_some()
-            || matches!(
-                error.kind(),
-                redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
-            ));
-    if internal {
-        BackendError::Internal(format!("Redis error: {error}"))
-    } else {
-        BackendError::Unavailable(format!("Redis unavailable: {error}"))
-    }
 }

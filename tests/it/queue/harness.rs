@@ -1,14 +1,11 @@
 //! Backends, processes and HTTP helpers for the queue tests.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use statelab::demo::process::{Logs, Process, Spec};
 use statelab::queue::backend::Backend;
-use statelab::queue::backend::postgres::PgBackend;
-use statelab::queue::backend::redis::RedisBackend;
 
 use crate::support::postgres::PrivateCluster;
 use crate::support::process::binary;
@@ -86,11 +83,8 @@ impl Store {
     }
 
     /// The backend as a library handle, for looking at tasks directly.
-    pub async fn open(&self) -> Arc<dyn Backend> {
-        let backend: Arc<dyn Backend> = match self.kind {
-            Kind::Postgres => Arc::new(PgBackend::connect(self.url.parse().unwrap(), 4)),
-            Kind::Redis => open_redis(&self.url),
-        };
+    pub async fn open(&self) -> Backend {
+        let backend = Backend::from_url(&self.url).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Err(error) = backend.check().await {
             assert!(Instant::now() < deadline, "backend not ready: {error}");
@@ -146,10 +140,6 @@ impl Store {
             .spawn()
             .expect("statelab worker starts")
     }
-}
-
-fn open_redis(url: &str) -> Arc<dyn Backend> {
-    Arc::new(RedisBackend::connect(url, "statelab:queue:").unwrap())
 }
 
 /// One HTTP client with keep-alive, for the many small requests of these tests.

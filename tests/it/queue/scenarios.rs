@@ -129,8 +129,14 @@ pub async fn api_validates_input_and_honours_idempotency_keys(kind: Kind) {
     }
 
     // Ids, unknown tasks, retrying a task that is not dead, listing.
-    let (status, answer) = get(&http, &producer.url("/tasks/abc")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    // The request was read; the id in it is not one a task can have.
+    for bad in ["abc", "0", "-4", "99999999999999999999"] {
+        let (status, answer) = get(&http, &producer.url(&format!("/tasks/{bad}"))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (status, answer) = post(&http, &producer.url("/tasks/abc/retry"), &json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
     let (status, answer) = get(&http, &producer.url("/tasks/987654321")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
     let (status, answer) = post(
@@ -149,8 +155,14 @@ pub async fn api_validates_input_and_honours_idempotency_keys(kind: Kind) {
     // In claim order: runnable tasks oldest first, the delayed one last.
     assert_eq!(listed["tasks"][0]["id"], id, "{listed}");
     assert_eq!(listed["tasks"][3]["priority"], 9, "{listed}");
-    let (status, _) = get(&http, &producer.url("/tasks?state=nonsense")).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for query in ["state=nonsense", "limit=0", "limit=501", "limit=many"] {
+        let (status, answer) = get(&http, &producer.url(&format!("/tasks?{query}"))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{query}: {answer}"
+        );
+    }
     let (status, health) = get(&http, &producer.url("/health")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(health["status"], "healthy");
