@@ -7,7 +7,7 @@ use super::backend::Backend;
 use super::backend::postgres::PgBackend;
 use super::backend::redis::RedisBackend;
 use super::model::Retention;
-use super::redis_args::QueueRedisArgs;
+use crate::server::redis::RedisArgs;
 use crate::server::ServerArgs;
 use crate::server::postgres::PostgresArgs;
 
@@ -35,7 +35,7 @@ pub struct BackendArgs {
     pub postgres: PostgresArgs,
 
     #[command(flatten)]
-    pub redis: QueueRedisArgs,
+    pub redis: RedisArgs,
 
     /// Prefix of every Redis key the queue uses
     #[arg(long, env = "QUEUE_REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX)]
@@ -100,7 +100,9 @@ impl BackendArgs {
 #[derive(clap::Args, Debug, Clone)]
 #[command(
     mut_arg("db_name", |a| a.default_value("queue")),
-    mut_arg("db_pool_size", |a| a.default_value("6"))
+    mut_arg("db_pool_size", |a| a.default_value("6")),
+    // A batch or a claim is worth waiting for longer than one cache read.
+    mut_arg("redis_timeout_ms", |a| a.default_value("5000"))
 )]
 pub struct Config {
     #[command(flatten)]
@@ -114,7 +116,9 @@ pub struct Config {
 #[derive(clap::Args, Debug, Clone)]
 #[command(
     mut_arg("db_name", |a| a.default_value("queue")),
-    mut_arg("db_pool_size", |a| a.default_value("6"))
+    mut_arg("db_pool_size", |a| a.default_value("6")),
+    // A batch or a claim is worth waiting for longer than one cache read.
+    mut_arg("redis_timeout_ms", |a| a.default_value("5000"))
 )]
 pub struct WorkerConfig {
     /// Probes and metrics are served only when --listen (LISTEN_ADDR) is given, so several

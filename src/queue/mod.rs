@@ -10,7 +10,6 @@
 pub mod backend;
 pub mod config;
 pub mod model;
-pub mod redis_args;
 pub mod routes;
 pub mod tasks;
 pub mod worker;
