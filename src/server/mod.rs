@@ -12,14 +12,13 @@ pub mod metrics;
 pub mod postgres;
 mod probes;
 pub mod redis;
-pub mod schema;
 mod shutdown;
 pub mod signals;
 
 pub use backend::BackendError;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use identity::Identity;
-pub use probes::ReadyCheck;
+use probes::ReadyCheck;
 pub use shutdown::Lifecycle;
 pub use signals::{Shutdown, Signal};
 
@@ -158,20 +157,6 @@ impl App {
             args: args.clone(),
             ready: None,
         })
-    }
-
-    /// Transitional: services not yet on [`App::builder`] bind through here.
-    pub async fn bind(
-        args: &ServerArgs,
-        default_port: u16,
-        _identity: Identity,
-        routes: Router,
-        ready: ReadyCheck,
-    ) -> anyhow::Result<App> {
-        logging::init(args.log_format);
-        let mut builder = App::builder(args, default_port).await?;
-        builder.ready = Some(ready);
-        Ok(builder.serve(routes))
     }
 
     pub fn port(&self) -> u16 {
