@@ -7,9 +7,9 @@ use super::backend::Backend;
 use super::backend::postgres::PgBackend;
 use super::backend::redis::RedisBackend;
 use super::model::Retention;
-use crate::server::redis::RedisArgs;
 use crate::server::ServerArgs;
 use crate::server::postgres::PostgresArgs;
+use crate::server::redis::RedisArgs;
 
 /// Prefix of every Redis key the queue uses, unless QUEUE_REDIS_PREFIX says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "statelab:queue:";

@@ -533,6 +533,64 @@ mod tests {
         assert!(error.contains("DB_HOST"), "{error}");
     }
 
+    /// A database error as PostgreSQL would send it: only the SQLSTATE matters here.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl std::fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl sqlx::error::DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            "from the database"
+        }
+        fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+            Some(self.0.into())
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn sqlstates_sort_into_the_documented_kinds() {
+        use super::super::backend::Kind;
+        let cases = [
+            ("08006", Kind::Unavailable), // connection failure
+            ("28000", Kind::Unavailable), // login refused
+            ("28P01", Kind::Unavailable), // wrong password
+            ("40001", Kind::Unavailable), // serialization failure
+            ("53300", Kind::Unavailable), // too many connections
+            ("57P01", Kind::Unavailable), // administrator shutdown
+            ("3D000", Kind::Unavailable), // no such database
+            ("25006", Kind::Unavailable), // read-only standby
+            ("42P01", Kind::Unavailable), // table missing
+            ("23505", Kind::Conflict),    // unique key taken
+            ("22P05", Kind::BadInput),    // untranslatable character
+            ("23514", Kind::BadInput),    // check constraint
+            ("42601", Kind::Other),       // syntax error: a bug
+        ];
+        for (code, kind) in cases {
+            let error = classify(&sqlx::Error::Database(Box::new(Sqlstate(code))));
+            assert_eq!(error.kind(), kind, "{code}");
+            assert_eq!(error.code(), Some(code));
+        }
+    }
+
     #[test]
     fn pool_failures_are_unavailable() {
         assert!(classify(&sqlx::Error::PoolTimedOut).is_unavailable());

@@ -231,12 +231,10 @@ async fn counts_per_replica_agree_with_the_servers_metrics() {
 
 #[tokio::test]
 async fn answers_without_a_server_are_connection_errors() {
-    // A port nothing listens on: bind one, then drop it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening: the port stays ours, and every connection is refused.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = refusing.local_addr().unwrap().port();
     let output = run_load(vec![
         format!("http://127.0.0.1:{port}"),
         "-n".into(),

@@ -655,12 +655,10 @@ async fn pages_follow_the_link_and_single_users_can_be_read_and_deleted() {
 #[tokio::test]
 async fn the_password_never_appears_in_logs_errors_or_help() {
     let secret = "pw-Zq7x-never-log-me";
-    // A port nothing listens on: every connection attempt fails.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Bound but not listening: the port stays ours, and every connection is refused.
+    let refusing = tokio::net::TcpSocket::new_v4().unwrap();
+    refusing.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = refusing.local_addr().unwrap().port();
     let by_pieces = ServiceBuilder::new(&["users"])
         .env("DB_HOST", "127.0.0.1")
         .env("DB_PORT", port.to_string())
