@@ -446,6 +446,18 @@ impl Schema {
         error
     }
 
+    /// One operation for a service whose tables this keeper owns: refused at once while the
+    /// schema is not in place, bounded by the query timeout, classified, and a missing table
+    /// sets the keeper to work again.
+    pub async fn run<T>(
+        &self,
+        database: &Postgres,
+        work: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, BackendError> {
+        self.require()?;
+        database.bounded(work).await.map_err(|e| self.observe(e))
+    }
+
     /// Readiness: the database answers and the schema is in place. `probe` is a cheap query
     /// that touches the service's table, so a database replaced by an empty one is noticed.
     pub async fn check(&self, database: &Postgres, probe: &'static str) -> Result<(), String> {

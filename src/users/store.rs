@@ -179,15 +179,12 @@ impl Store {
         self.run(delete).await
     }
 
-    /// One query, once the schema is in place, within the query timeout; a missing table sets
-    /// the schema keeper to work again.
+    /// One query under the schema keeper's rules (see `Schema::run`), failures counted.
     async fn run<T>(
         &self,
         work: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        self.schema.require()?;
-        let result = self.database.bounded(work).await;
-        let result = result.map_err(|e| self.schema.observe(e));
+        let result = self.schema.run(&self.database, work).await;
         if let Err(error) = &result {
             metrics::counter!("users_store_errors_total", "kind" => error.kind_label())
                 .increment(1);

@@ -112,6 +112,12 @@ fn users_write(service: &Service, n: u32) -> reqwest::RequestBuilder {
         .json(&json!({"name": format!("n{n}"), "email": format!("n{n}@example.com")}))
 }
 
+fn queue_write(service: &Service, _: u32) -> reqwest::RequestBuilder {
+    http()
+        .post(service.url("/tasks"))
+        .json(&json!({"type": "echo"}))
+}
+
 /// A service logged in as a role that then loses the right to log in answers 503 with
 /// `Retry-After` and the database's reason, and serves again once logins are allowed.
 async fn refused_login_is_503_with_retry_after(args: &[&str], write: Write) {
@@ -160,6 +166,8 @@ async fn refused_login_is_503_with_retry_after(args: &[&str], write: Write) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(refused.0, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.1);
+    let ready = http().get(service.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     role.allow_logins().await;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -188,6 +196,11 @@ async fn guestbook_answers_a_refused_login_with_503_and_retry_after() {
 #[tokio::test]
 async fn users_answers_a_refused_login_with_503_and_retry_after() {
     refused_login_is_503_with_retry_after(&["users"], users_write).await;
+}
+
+#[tokio::test]
+async fn queue_answers_a_refused_login_with_503_and_retry_after() {
+    refused_login_is_503_with_retry_after(&["queue"], queue_write).await;
 }
 
 /// Every subcommand's `--help`, with every secret-bearing variable set, shows none of them.

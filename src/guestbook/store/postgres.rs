@@ -32,14 +32,12 @@ impl PgStore {
         }
     }
 
-    /// One query, once the schema is in place, within the query timeout.
+    /// One query under the schema keeper's rules (see `Schema::run`).
     async fn run<T>(
         &self,
         work: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        self.schema.require()?;
-        let result = self.database.bounded(work).await;
-        Ok(result.map_err(|e| self.schema.observe(e))?)
+        Ok(self.schema.run(&self.database, work).await?)
     }
 
     pub async fn list(

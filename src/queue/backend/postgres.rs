@@ -53,17 +53,12 @@ impl PgBackend {
         PgBackend { db, schema }
     }
 
-    /// One statement: the schema must be in place, the time is bounded, and a failure is
-    /// classified (and a missing table noticed, so the schema is put back).
+    /// One statement under the schema keeper's rules (see `Schema::run`).
     async fn run<T>(
         &self,
         work: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, BackendError> {
-        self.schema.require()?;
-        self.db
-            .bounded(work)
-            .await
-            .map_err(|e| self.schema.observe(e))
+        self.schema.run(&self.db, work).await
     }
 
     pub async fn check(&self) -> Result<(), String> {

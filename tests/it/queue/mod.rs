@@ -1,7 +1,6 @@
 //! `statelab queue` and `statelab worker`: one suite, run against both backends (real
 //! PostgreSQL and real redis-server), through the real binary.
 
-mod backend_layer;
 mod harness;
 mod scenarios;
 
