@@ -9,10 +9,6 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
-
 pub use config::Config;
 use routes::Guestbook;
 use store::Store;
@@ -39,17 +35,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         identity,
         page_size: config.page_size,
     });
-    let routes = Router::new()
-        .route("/", get(routes::page).post(routes::sign))
-        .route(
-            "/api/messages",
-            get(routes::list_messages).post(routes::post_message),
-        )
-        .route("/health", get(routes::health))
-        .route("/static/guestbook.css", get(routes::stylesheet))
-        .layer(DefaultBodyLimit::max(validate::BODY_LIMIT_BYTES))
-        .with_state(guestbook);
-    Ok(app.ready(store).serve(routes))
+    Ok(app.ready(store).serve(routes::router(guestbook)))
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {

@@ -3,17 +3,29 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::store::{Message, Secret, Store, StoreError};
 use super::validate::{self, LIST_LIMIT_MAX};
 use crate::server::{ApiError, ApiJson, ApiQuery, Identity};
+
+/// Every path the guestbook serves, on its shared state.
+pub fn router(guestbook: Arc<Guestbook>) -> Router {
+    Router::new()
+        .route("/", get(page).post(sign))
+        .route("/api/messages", get(list_messages).post(post_message))
+        .route("/health", get(health))
+        .route("/static/guestbook.css", get(stylesheet))
+        .layer(DefaultBodyLimit::max(validate::BODY_LIMIT_BYTES))
+        .with_state(guestbook)
+}
 
 pub struct Guestbook {
     pub store: Arc<Store>,
