@@ -62,6 +62,13 @@ variants = {
         "storage": {"size": "100Mi", "storageClass": "standard"},
         "secrets": {"existingSecret": "counter-secrets", "myPassKey": "MY_PASS"},
         "service": {"port": 9000},
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "hosts": [{"host": "counter.example", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+            "tls": [{"hosts": ["counter.example"], "secretName": "counter-tls"}],
+        },
+        "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5},
     },
     "canary": {"updateStrategy": {"type": "RollingUpdate", "partition": 1}},
 }
