@@ -139,6 +139,10 @@ smoke_counter() { # seed 003: /ready in the pod, then the first increment throug
     # The seed's busybox wget step, verbatim.
     kubectl exec -n "$ns" counter-app-0 -c counter -- sh -c "wget -qO- --post-data='' http://localhost:8080/increment" |
         expect '"count":2' "the seed's wget --post-data increment"
+    # The seed's log checks: the init container's "Permissions set:", the app's start-up lines.
+    kubectl logs -n "$ns" counter-app-0 -c init-counter | expect 'Permissions set:' "the init container's log"
+    kubectl logs -n "$ns" counter-app-0 -c counter | expect 'Starting counter app on pod: counter-app-0' "the app's log"
+    kubectl logs -n "$ns" counter-app-0 -c counter | expect 'Initial count: ' "the app's log"
 }
 
 smoke_visits() { # seed 004: a visit through the Service's DNS name is counted in the pod's file

@@ -53,6 +53,10 @@ pub async fn main(command: CounterCommand) -> anyhow::Result<()> {
 }
 
 pub async fn build(config: Config) -> anyhow::Result<server::App> {
+    let app = server::App::builder(&config.server, DEFAULT_PORT).await?;
+    let identity = app.identity();
+    // Seed 003's start-up lines, word for word, so a student finds them in `kubectl logs`.
+    tracing::info!(pod = identity.name(), "Starting counter app on pod: {}", identity.name());
     let settings = Arc::new(Settings::load(&config)?);
     let dir = config.files.data_dir.clone();
     let counter_file = CounterFile::new(&dir, config.files.counter_file.as_str());
@@ -60,7 +64,11 @@ pub async fn build(config: Config) -> anyhow::Result<server::App> {
     // A directory that cannot be created now is reported by readiness, which retries.
     match std::fs::create_dir_all(&dir) {
         Ok(()) => {
-            for file in [&counter_file, &visits_file] {
+            let files = [
+                (&counter_file, "Counter file", "Initial count"),
+                (&visits_file, "Visits file", "Initial visits"),
+            ];
+            for (file, file_label, value_label) in files {
                 match file.remove_stale_temp_files() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(file = %file.path().display(), removed = n,
@@ -69,7 +77,9 @@ pub async fn build(config: Config) -> anyhow::Result<server::App> {
                 }
                 match file.read() {
                     Ok(value) => {
-                        tracing::info!(file = %file.path().display(), value, "counter file")
+                        let path = file.path().display().to_string();
+                        tracing::info!(file = %path, "{file_label}: {path}");
+                        tracing::info!(file = %path, value, "{value_label}: {value}");
                     }
                     Err(error) => tracing::error!(%error, "counter file unusable; not ready"),
                 }
@@ -78,8 +88,6 @@ pub async fn build(config: Config) -> anyhow::Result<server::App> {
         Err(error) => tracing::error!(dir = %dir.display(), %error,
             "cannot create the data directory; not ready until it can be"),
     }
-    let app = server::App::builder(&config.server, DEFAULT_PORT).await?;
-    let identity = app.identity();
     let state = AppState {
         identity: identity.clone(),
         counter: Writer::start(counter_file).context("cannot start the counter writer")?,
