@@ -56,7 +56,11 @@ pub async fn build(config: Config) -> anyhow::Result<server::App> {
     let app = server::App::builder(&config.server, DEFAULT_PORT).await?;
     let identity = app.identity();
     // Seed 003's start-up lines, word for word, so a student finds them in `kubectl logs`.
-    tracing::info!(pod = identity.name(), "Starting counter app on pod: {}", identity.name());
+    tracing::info!(
+        pod = identity.name(),
+        "Starting counter app on pod: {}",
+        identity.name()
+    );
     let settings = Arc::new(Settings::load(&config)?);
     let dir = config.files.data_dir.clone();
     let counter_file = CounterFile::new(&dir, config.files.counter_file.as_str());

@@ -35,8 +35,8 @@ const DEFAULT_REQUESTS: u64 = 1000;
 ///
 /// Every request opens a new TCP connection unless --keep-alive is given: a Kubernetes
 /// Service balances connections, not requests, so reused connections would stick to one
-/// replica. Placeholders in --path and the body: {n} (request number from 0), {uuid} (random
-/// per request), {run} (one id per run).
+/// replica. Placeholders in --path and the body: {num} (request number from 0; the docs write
+/// it as n in braces, which works too), {uuid} (random per request), {run} (one id per run).
 ///
 /// Exit status: 0 when the run completed, 3 when --audit found LOST or PHANTOM writes,
 /// 130 after Ctrl-C, 1 on errors.
@@ -77,7 +77,7 @@ pub struct Args {
     #[arg(short = 'p', long, env = "LOAD_PATH", default_value = "/")]
     pub path: String,
 
-    /// JSON body template, e.g. '{"name":"load-{run}-{n}","message":"hello {uuid}"}'
+    /// JSON body template, e.g. '{"name":"load-{run}-{num}","message":"hello {uuid}"}'
     #[arg(
         long,
         env = "LOAD_JSON_BODY",
@@ -86,7 +86,7 @@ pub struct Args {
     )]
     pub json_body: Option<String>,
 
-    /// Form body template (application/x-www-form-urlencoded), e.g. 'name=load-{run}-{n}&message=hi'
+    /// Form body template (application/x-www-form-urlencoded), e.g. 'name=load-{run}-{num}&message=hi'
     #[arg(long, env = "LOAD_FORM_BODY", value_name = "TEMPLATE")]
     pub form_body: Option<String>,
 
@@ -122,7 +122,7 @@ pub struct Args {
     #[arg(long, env = "LOAD_AUDIT_PATH", default_value = "/api/messages")]
     pub audit_path: String,
 
-    /// Body field that identifies each write in storage (must contain {n} or {uuid})
+    /// Body field that identifies each write in storage (must contain {num} or {uuid})
     #[arg(long, env = "LOAD_AUDIT_KEY", default_value = "name")]
     pub audit_key: String,
 

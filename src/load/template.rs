@@ -39,8 +39,12 @@ impl Text {
         while let Some(start) = rest.find('{') {
             literal.push_str(&rest[..start]);
             let tail = &rest[start..];
+            // `{num}` is the same as `{n}`: clap turns `{n}` into a line break in `--help`, so
+            // the help shows `{num}`.
             let (segment, len) = if tail.starts_with("{n}") {
                 (Some(Segment::N), 3)
+            } else if tail.starts_with("{num}") {
+                (Some(Segment::N), 5)
             } else if tail.starts_with("{uuid}") {
                 (Some(Segment::Uuid), 6)
             } else if tail.starts_with("{run}") {
@@ -288,6 +292,7 @@ mod tests {
         assert!(Text::parse("/healthz", "r").is_constant());
         assert_eq!(Text::parse("{", "r").render(&vars(0)), "{");
         assert_eq!(Text::parse("{nope}{n}", "r").render(&vars(3)), "{nope}3");
+        assert_eq!(Text::parse("a{num}b{n}", "r").render(&vars(7)), "a7b7");
     }
 
     #[test]
