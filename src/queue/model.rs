@@ -84,14 +84,44 @@ pub struct TaskRequest {
     /// parsing exactly.
     #[serde(default)]
     pub payload: Option<Box<RawValue>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub delay_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_attempts: Option<i32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub priority: Option<i16>,
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+/// A whole number, also when written with a fraction or exponent (`2.0`, `1e3`): JSON
+/// does not tell them apart, and neither does the API document.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    use serde::de::Error;
+    let Some(value) = Option::<Value>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match &value {
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1.8e19)
+                    .map(|f| f as i128)
+            }),
+        _ => None,
+    };
+    let whole =
+        whole.ok_or_else(|| D::Error::custom(format!("expected a whole number, got {value}")))?;
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{whole} is out of range")))
 }
 
 /// A validated task, ready to store.
