@@ -196,9 +196,10 @@ pub async fn a_frozen_redis_gets_503_within_the_deadline_and_readiness_answers_a
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert!(took < Duration::from_millis(3500), "POST took {took:?}");
     assert!(
-        answer["error"].as_str().unwrap().contains("2000 ms"),
-        "{answer}"
+        took >= Duration::from_millis(1900),
+        "answered before the deadline: {took:?}"
     );
+    assert_eq!(answer["outcome"], "unknown", "{answer}");
     for path in ["/readyz", "/health"] {
         let started = Instant::now();
         let (status, answer) = get(&http, &producer.url(path)).await;
