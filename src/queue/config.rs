@@ -101,8 +101,9 @@ impl BackendArgs {
 #[command(
     mut_arg("db_name", |a| a.default_value("queue")),
     mut_arg("db_pool_size", |a| a.default_value("6")),
-    // A batch or a claim is worth waiting for longer than one cache read.
-    mut_arg("redis_timeout_ms", |a| a.default_value("5000"))
+    // A batch of 1000 or a claim takes milliseconds; 2 s leaves room for a loaded Redis
+    // while a frozen one still gets a 503 soon. Readiness waits 500 ms at most.
+    mut_arg("redis_timeout_ms", |a| a.default_value("2000"))
 )]
 pub struct Config {
     #[command(flatten)]
@@ -117,8 +118,9 @@ pub struct Config {
 #[command(
     mut_arg("db_name", |a| a.default_value("queue")),
     mut_arg("db_pool_size", |a| a.default_value("6")),
-    // A batch or a claim is worth waiting for longer than one cache read.
-    mut_arg("redis_timeout_ms", |a| a.default_value("5000"))
+    // A batch of 1000 or a claim takes milliseconds; 2 s leaves room for a loaded Redis
+    // while a frozen one still gets a 503 soon. Readiness waits 500 ms at most.
+    mut_arg("redis_timeout_ms", |a| a.default_value("2000"))
 )]
 pub struct WorkerConfig {
     /// Probes and metrics are served only when --listen (LISTEN_ADDR) is given, so several
@@ -222,6 +224,7 @@ mod tests {
         let args = parse(&["--db-host", "postgres-0.postgres-headless"]);
         assert_eq!(args.postgres.db_name, "queue");
         assert_eq!(args.postgres.db_pool_size, 6);
+        assert_eq!(args.redis.redis_timeout_ms, 2000);
         assert_eq!(args.kind().unwrap(), BackendKind::Postgres);
         assert_eq!(
             args.target(),

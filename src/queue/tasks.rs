@@ -77,7 +77,13 @@ impl Registry {
 fn optional_u64(payload: &Value, field: &str, max: u64) -> Result<Option<u64>, String> {
     match payload.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => match value.as_u64() {
+        // 5.0 is the whole number 5, as JSON Schema (and the API document) sees it.
+        Some(value) => match value.as_u64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= max as f64)
+                .map(|f| f as u64)
+        }) {
             Some(n) if n <= max => Ok(Some(n)),
             _ => Err(format!("{field} must be an integer from 0 to {max}")),
         },

@@ -29,6 +29,9 @@ use crate::queue::model::{
 use crate::server::redis::{Redis, RedisArgs};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
+/// Longest wait for Redis in a readiness check, whatever REDIS_TIMEOUT_MS is: a probe must
+/// answer well within its own timeout (Kubernetes' default is 1 s).
+pub const READY_TIMEOUT: Duration = Duration::from_millis(500);
 /// Tasks promoted, reaped or pruned per maintenance call (per kind).
 const MAINTENANCE_BATCH: u32 = 500;
 
@@ -69,8 +72,26 @@ impl RedisBackend {
         })
     }
 
+    /// Readiness: can Redis take a write right now? A tiny expiring write answers that
+    /// exactly: it fails as an enqueue would (out of memory, a read-only replica) and never
+    /// waits longer than [`READY_TIMEOUT`], so a frozen Redis is reported at once.
     pub async fn check(&self) -> Result<(), String> {
-        self.redis.ping().await.map_err(|e| e.to_string())
+        let limit = READY_TIMEOUT.min(self.redis.timeout());
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key("ready")).arg(1).arg("PX").arg(60_000);
+        match tokio::time::timeout(limit, self.query::<()>(&cmd)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) if error.code() == Some("OOM") => Err(format!(
+                "{error}: new tasks are refused (507) until workers finish and prune tasks, \
+                 keys are deleted, or maxmemory is raised"
+            )),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "Redis at {} did not answer within {} ms",
+                self.redis.target().display,
+                limit.as_millis()
+            )),
+        }
     }
 
     fn key(&self, suffix: &str) -> String {

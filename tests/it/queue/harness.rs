@@ -110,9 +110,28 @@ impl Store {
     }
 
     pub fn producer(&self) -> Service {
-        ServiceBuilder::new(&["queue"])
-            .env(self.env_var(), &self.url)
-            .start()
+        self.producer_with(&[])
+    }
+
+    /// The producer with extra environment variables.
+    pub fn producer_with(&self, env: &[(&str, &str)]) -> Service {
+        let mut builder = ServiceBuilder::new(&["queue"]).env(self.env_var(), &self.url);
+        for (key, value) in env {
+            builder = builder.env(key, value);
+        }
+        builder.start()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The private redis-server (only for Redis stores).
+    pub fn redis_server(&self) -> &TestRedis {
+        match &self.inner {
+            Inner::Redis(redis) => redis,
+            _ => panic!("not a Redis store"),
+        }
     }
 
     /// A worker with its probe server (`--listen`), so the test can wait for readiness.

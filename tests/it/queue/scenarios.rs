@@ -252,10 +252,12 @@ pub async fn a_stale_acknowledgement_is_fenced(kind: Kind) {
     let backend = store.open().await;
     let registry = Registry::builtin();
     let new = |payload: Value| {
-        serde_json::from_value::<TaskRequest>(json!({"type": "echo", "payload": payload}))
-            .unwrap()
-            .validate(&registry)
-            .unwrap()
+        serde_json::from_str::<TaskRequest>(
+            &json!({"type": "echo", "payload": payload}).to_string(),
+        )
+        .unwrap()
+        .validate(&registry)
+        .unwrap()
     };
     let enqueued = backend.enqueue(&[new(json!({"n": 1}))]).await.unwrap();
     let id = enqueued[0].id;
