@@ -461,9 +461,10 @@ impl Schema {
     /// Readiness: the database answers and the schema is in place. `probe` is a cheap query
     /// that touches the service's table, so a database replaced by an empty one is noticed.
     pub async fn check(&self, database: &Postgres, probe: &'static str) -> Result<(), String> {
-        if !self.is_ready() {
+        // Read once: the keeper may finish between two looks.
+        if let Err(not_ready) = self.require() {
             database.ping().await.map_err(|e| e.to_string())?;
-            return Err(self.require().unwrap_err().to_string());
+            return Err(not_ready.to_string());
         }
         database
             .bounded(sqlx::query(probe).execute(database.pool()))

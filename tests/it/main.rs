@@ -5,6 +5,7 @@ mod browser;
 mod cache;
 mod counter;
 mod demo_scaling;
+mod docs_commands;
 mod guestbook;
 mod lint;
 mod load;
