@@ -22,7 +22,7 @@ if [ ! -x "$STATELAB_BIN" ] && [ "$STATELAB_BIN" = "$ROOT/target/debug/statelab"
     (cd "$ROOT" && cargo build --quiet)
 fi
 export STATELAB_BIN
-# shellcheck source=../bench/lib/common.sh
+# shellcheck source=bench/lib/common.sh
 . "$ROOT/bench/lib/common.sh"
 BENCH_NAME=scripts/schemathesis.sh
 need_statelab
