@@ -16,6 +16,9 @@ use crate::server::{ApiError, ApiJson, ApiQuery};
 /// Page size of `GET /cache` when no `limit` is given (never above the configured ceiling).
 const DEFAULT_PAGE_SIZE: usize = 100;
 
+/// Served at `/openapi.json`; its limits are the defaults, checked against the code by tests.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
@@ -32,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cache", get(list))
         .route("/cache/{key}", get(read).put(put).delete(delete))
         .route("/cache/{key}/{value}", post(store_from_path))
+        .route("/openapi.json", get(openapi))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -88,7 +92,16 @@ struct ListQuery {
 #[serde(deny_unknown_fields)]
 struct PutBody {
     value: String,
-    ttl: Option<i64>,
+    /// A JSON number: 60.0 is the integer 60 to JSON Schema, so it is taken as 60. Absent is
+    /// no expiry; `null` is refused, as /openapi.json says.
+    #[serde(default, deserialize_with = "present_number")]
+    ttl: Option<serde_json::Number>,
+}
+
+fn present_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Number>, D::Error> {
+    serde_json::Number::deserialize(deserializer).map(Some)
 }
 
 impl From<StoreError> for ApiError {
@@ -133,7 +146,28 @@ async fn store_from_path(
     ApiQuery(query): ApiQuery<TtlQuery>,
 ) -> Result<Response, ApiError> {
     let ttl = parse_ttl(query.ttl.as_deref())?;
+    check_path_value(&value)?;
     store(&state, &key, &value, ttl).await
+}
+
+/// Longest value `POST /cache/{key}/{value}` takes, in characters. Percent-encoded, 4096
+/// characters take at most 48 KiB, so with the key and `?ttl=` the URL stays under the HTTP
+/// server's 64 KiB cap: every value within this limit arrives, and /openapi.json can state it.
+pub const MAX_PATH_VALUE_CHARS: usize = 4096;
+
+fn check_path_value(value: &str) -> Result<(), ApiError> {
+    let chars = value.chars().count();
+    if chars > MAX_PATH_VALUE_CHARS {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "a value in the path is {chars} characters long; the limit is \
+                 {MAX_PATH_VALUE_CHARS}: send longer values with PUT /cache/{{key}}"
+            ),
+        )
+        .with("max_path_value_chars", MAX_PATH_VALUE_CHARS));
+    }
+    Ok(())
 }
 
 /// `PUT /cache/{key}` with `{"value": "...", "ttl": 60}`: for values that do not fit in a path.
@@ -149,7 +183,7 @@ async fn put(
                 "give ttl either in the body or in the query string, not both",
             ));
         }
-        (Some(seconds), None) => Some(check_ttl(seconds)?),
+        (Some(number), None) => Some(check_ttl(whole_number(&number).ok_or_else(ttl_error)?)?),
         (None, text) => parse_ttl(text)?,
     };
     store(&state, &key, &body.value, ttl).await
@@ -251,6 +285,14 @@ async fn list(
     .into_response())
 }
 
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -331,6 +373,16 @@ fn parse_ttl(text: Option<&str>) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// The integer a JSON number stands for: 60 and 60.0 are 60; 60.5 is none.
+fn whole_number(number: &serde_json::Number) -> Option<i64> {
+    number.as_i64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
+            .map(|f| f as i64)
+    })
+}
+
 fn check_ttl(seconds: i64) -> Result<u64, ApiError> {
     u64::try_from(seconds)
         .ok()
@@ -341,6 +393,64 @@ fn check_ttl(seconds: i64) -> Result<u64, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_document_states_the_default_limits() {
+        use crate::cache::config::Config;
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: Config,
+        }
+        let defaults = Cli::parse_from(["cache"]).config;
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(schemas["Key"]["maxLength"], defaults.max_key_length);
+        assert_eq!(
+            schemas["PutBody"]["properties"]["value"]["maxLength"],
+            defaults.max_value_bytes
+        );
+        let value = &doc["paths"]["/cache/{key}/{value}"]["post"]["parameters"][1]["schema"];
+        assert_eq!(value["maxLength"], MAX_PATH_VALUE_CHARS);
+        let ttl = &doc["components"]["parameters"]["Ttl"]["schema"];
+        assert_eq!(ttl["maximum"], MAX_TTL_SECONDS);
+        let limit = &doc["paths"]["/cache"]["get"]["parameters"][0]["schema"];
+        assert_eq!(limit["maximum"], defaults.max_page_size);
+        assert_eq!(limit["default"], DEFAULT_PAGE_SIZE);
+        let mut paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "/cache",
+                "/cache/{key}",
+                "/cache/{key}/{value}",
+                "/health",
+                "/healthz",
+                "/metrics",
+                "/openapi.json",
+                "/readyz"
+            ]
+        );
+        // Every key the character rule accepts matches the document's pattern, and the reverse.
+        let pattern = schemas["Key"]["pattern"].as_str().unwrap();
+        assert_eq!(
+            pattern, "^([A-Za-z0-9_.:@-]*[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]*|[.]{3,})$",
+            "the key pattern lists KEY_PUNCTUATION"
+        );
+        let mut listed: Vec<char> = "_.:@-".chars().collect();
+        let mut punctuation: Vec<char> = KEY_PUNCTUATION.chars().collect();
+        listed.sort_unstable();
+        punctuation.sort_unstable();
+        assert_eq!(listed, punctuation);
+    }
 
     #[test]
     fn keys_are_checked() {

@@ -51,22 +51,35 @@ impl Cursor {
         after: None,
     };
 
-    /// Opaque text form: `<scan>` or `<scan>~<hex of the last key>`.
+    /// Opaque text form: `<scan>[~<hex of the last key>].<check>`, where `check` is 16 hex
+    /// digits of [`cursor_check`] over what precedes the dot. The check is not a secret (any
+    /// cursor can only list keys under the prefix); it lets the API tell a cursor it gave out
+    /// from a made-up or altered one, and refuse the latter instead of scanning from an
+    /// arbitrary place. Every replica computes the same check, so any replica takes any cursor.
     pub fn encode(&self) -> String {
-        match &self.after {
+        let body = match &self.after {
             None => self.scan.to_string(),
             Some(after) => {
                 let hex: String = after.iter().map(|b| format!("{b:02x}")).collect();
                 format!("{}~{hex}", self.scan)
             }
-        }
+        };
+        format!("{body}.{:016x}", cursor_check(&body))
     }
 
     pub fn decode(text: &str) -> Option<Cursor> {
-        let (scan, after) = match text.split_once('~') {
-            None => (text, None),
+        let (body, check) = text.rsplit_once('.')?;
+        if check.len() != 16 || u64::from_str_radix(check, 16).ok()? != cursor_check(body) {
+            return None;
+        }
+        // Lowercase only, as encode writes it: one text per cursor.
+        if check.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let (scan, after) = match body.split_once('~') {
+            None => (body, None),
             Some((scan, hex)) => {
-                if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 4096 {
+                if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > MAX_CURSOR_KEY_HEX {
                     return None;
                 }
                 let bytes = (0..hex.len())
@@ -85,6 +98,38 @@ impl Cursor {
         })
     }
 }
+
+/// Longest key a cursor carries, in hex digits (keys are at most 1024 bytes plus a 64-byte prefix).
+pub const MAX_CURSOR_KEY_HEX: usize = 2 * (1024 + 64);
+
+/// FNV-1a (64 bits) of a fixed tag and the cursor's text: stable across builds and replicas,
+/// unlike std's hasher, and short enough to write by hand in any client that wants to.
+pub fn cursor_check(body: &str) -> u64 {
+    b"statelab-cache-cursor:"
+        .iter()
+        .chain(body.as_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// SET that refuses a key of another type with Redis's own `WRONGTYPE` error.
+static SET_STRING: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'none' and kind ~= 'string' then
+  return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+end
+if ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return redis.status_reply('OK')
+",
+    )
+});
 
 /// Most `SCAN` calls one page may make, so a sparse prefix in a large keyspace cannot turn one
 /// request into a walk over the whole database; the page then ends early with a cursor.
@@ -140,16 +185,20 @@ impl Store {
         self.redis.monitor("cache_redis_up", stop).await
     }
 
-    /// `SET key value [EX ttl]`: replaces the value and any previous expiry.
+    /// `SET key value [EX ttl]`, refused with `WRONGTYPE` (409) when the key holds another Redis
+    /// type: a plain `SET` would silently replace someone else's list or hash. The check and
+    /// the write run as one script, so nothing can change the key in between.
     pub async fn set(&self, key: &str, value: &str, ttl: Option<u64>) -> Result<(), StoreError> {
         let key = self.redis_key(key);
         self.run("set", |mut conn| {
             let key = key.clone();
             async move {
-                match ttl {
-                    Some(seconds) => conn.set_ex::<_, _, ()>(&key, value, seconds).await,
-                    None => conn.set::<_, _, ()>(&key, value).await,
+                let mut invocation = SET_STRING.key(&key);
+                invocation.arg(value);
+                if let Some(seconds) = ttl {
+                    invocation.arg(seconds);
                 }
+                invocation.invoke_async::<()>(&mut conn).await
             }
         })
         .await
@@ -302,9 +351,43 @@ mod tests {
             "1~zz",
             "~00",
             "99999999999999999999",
+            "0",
+            "12345",
+            "12345.0000000000000000",
         ] {
             assert_eq!(Cursor::decode(text), None, "{text:?}");
         }
+        // A cursor the API gave out, altered in any one character, is refused.
+        let given = Cursor {
+            scan: 42,
+            after: Some(b"cache:k".to_vec()),
+        }
+        .encode();
+        for i in 0..given.len() {
+            for replacement in ['0', '7', 'a', 'F', '~', '.'] {
+                let mut altered = given.clone().into_bytes();
+                if altered[i] == replacement as u8 {
+                    continue;
+                }
+                altered[i] = replacement as u8;
+                let altered = String::from_utf8(altered).unwrap();
+                assert_eq!(Cursor::decode(&altered), None, "{altered:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_check_is_fixed_for_every_build() {
+        // Replicas of different builds must accept each other's cursors.
+        assert_eq!(
+            Cursor {
+                scan: 0,
+                after: None
+            }
+            .encode(),
+            format!("0.{:016x}", cursor_check("0"))
+        );
+        assert_eq!(cursor_check(""), 0x605e_39bf_4cbf_239f);
     }
 
     #[test]

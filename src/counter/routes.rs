@@ -6,7 +6,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -69,8 +69,34 @@ pub fn router(state: AppState) -> Router {
         .route("/visits", get(visits))
         .route("/config", get(config))
         .route("/static/counter.css", get(stylesheet))
-        .layer(DefaultBodyLimit::max(1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
+}
+
+/// Largest request body accepted (docs/counter.md); larger ones get 413.
+pub const BODY_LIMIT_BYTES: usize = 1024;
+
+/// The body of a POST, read only to hold it to the limit: `DefaultBodyLimit` applies to
+/// extractors that read the body, and the counter's handlers need none, so without this any
+/// size was accepted (and left unread).
+struct CheckedBody;
+
+impl<S: Send + Sync> FromRequest<S> for CheckedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(request, state)
+            .await
+            .map(|_| CheckedBody)
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is limited to {BODY_LIMIT_BYTES} bytes"),
+                )
+                .with("limit_bytes", BODY_LIMIT_BYTES),
+                status => ApiError::new(status, rejection.body_text()),
+            })
+    }
 }
 
 /// A storage failure as a 503 naming the replica; corrupt files say so in `kind`.
@@ -113,7 +139,10 @@ async fn count(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"count": count, "pod_name": state.pod_name()})))
 }
 
-async fn increment(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn increment(
+    State(state): State<AppState>,
+    _body: CheckedBody,
+) -> Result<Json<Value>, ApiError> {
     let count = state
         .counter
         .apply(Op::Increment)
@@ -126,7 +155,7 @@ async fn increment(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
     })))
 }
 
-async fn reset(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn reset(State(state): State<AppState>, _body: CheckedBody) -> Result<Json<Value>, ApiError> {
     let count = state
         .counter
         .apply(Op::Reset)

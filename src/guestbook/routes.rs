@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::rejection::FormRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -81,6 +83,8 @@ impl From<Message> for MessageView {
 
 struct Problem {
     locked: bool,
+    /// The problem stopped a message from being stored (a POST); a read says nothing of storing.
+    write: bool,
     title: String,
     detail: String,
 }
@@ -117,16 +121,40 @@ pub async fn page(
     render(&app, StatusCode::OK, None, posted, "", "").await
 }
 
-pub async fn sign(State(app): Shared, form: Result<Form<SignForm>, FormRejection>) -> Response {
-    let Form(form) = match form {
+pub async fn sign(
+    State(app): Shared,
+    parts: Parts,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let unreadable = |detail: String| Problem {
+        locked: false,
+        write: true,
+        title: "The form could not be read".into(),
+        detail,
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let problem = unreadable(rejection.body_text());
+            return render(&app, rejection.status(), Some(problem), None, "", "").await;
+        }
+    };
+    // The form decoder replaces bytes that are not UTF-8 with U+FFFD and would store "��";
+    // the JSON API refuses such bytes (400), and so does the form.
+    if !validate::form_is_utf8(&body) {
+        let detail = "The form holds bytes that are not UTF-8 text; send it from a page \
+                      served as UTF-8."
+            .to_owned();
+        let status = StatusCode::BAD_REQUEST;
+        return render(&app, status, Some(unreadable(detail)), None, "", "").await;
+    }
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(body));
+    let Form(form) = match Form::<SignForm>::from_request(request, &()).await {
         Ok(form) => form,
         Err(rejection) => {
-            let problem = Problem {
-                locked: false,
-                title: "The form could not be read".into(),
-                detail: rejection.body_text(),
-            };
-            return render(&app, rejection.status(), Some(problem), None, "", "").await;
+            let status = rejection.status();
+            let problem = unreadable(rejection.body_text());
+            return render(&app, status, Some(problem), None, "", "").await;
         }
     };
     let new = match validate::new_message(&form.name, &form.message) {
@@ -134,6 +162,7 @@ pub async fn sign(State(app): Shared, form: Result<Form<SignForm>, FormRejection
         Err(reason) => {
             let problem = Problem {
                 locked: false,
+                write: true,
                 title: "Please check your message".into(),
                 detail: reason,
             };
@@ -152,30 +181,48 @@ pub async fn sign(State(app): Shared, form: Result<Form<SignForm>, FormRejection
         // POST → redirect → GET: a reload never posts twice.
         Ok(message) => Redirect::to(&format!("/?posted={}", message.id)).into_response(),
         Err(error) => {
-            let (status, problem) = page_problem(&app, &error);
+            let (status, problem) = page_problem(&app, &error, Access::Write);
             render(&app, status, Some(problem), None, &form.name, &form.message).await
         }
     }
 }
 
-fn page_problem(app: &Guestbook, error: &StoreError) -> (StatusCode, Problem) {
+/// Whether a failure happened while storing a message or while reading the page's data.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+fn page_problem(app: &Guestbook, error: &StoreError, access: Access) -> (StatusCode, Problem) {
     let replica = app.identity.name();
+    let write = access == Access::Write;
     match error {
         StoreError::Locked => (
             StatusCode::SERVICE_UNAVAILABLE,
             Problem {
                 locked: true,
+                write,
                 title: "DATABASE IS LOCKED!".into(),
-                detail: format!(
-                    "Another replica was writing to the same SQLite file, so replica {replica} \
-                     could not take the write lock."
-                ),
+                detail: if write {
+                    format!(
+                        "Another replica was writing to the same SQLite file, so replica \
+                         {replica} could not take the write lock."
+                    )
+                } else {
+                    format!(
+                        "Another process held the SQLite file's exclusive lock for longer than \
+                         the busy timeout, so replica {replica} could not read the messages. \
+                         Reload the page."
+                    )
+                },
             },
         ),
         StoreError::Closed => (
             StatusCode::FORBIDDEN,
             Problem {
                 locked: false,
+                write,
                 title: "The guestbook is closed".into(),
                 detail: "posting_open is false in the config table.".into(),
             },
@@ -184,6 +231,7 @@ fn page_problem(app: &Guestbook, error: &StoreError) -> (StatusCode, Problem) {
             StatusCode::SERVICE_UNAVAILABLE,
             Problem {
                 locked: false,
+                write,
                 title: "The database is unavailable".into(),
                 detail: format!("Replica {replica} cannot use its database: {error}"),
             },
@@ -194,6 +242,7 @@ fn page_problem(app: &Guestbook, error: &StoreError) -> (StatusCode, Problem) {
                 status,
                 Problem {
                     locked: false,
+                    write,
                     title: "The database failed".into(),
                     detail: format!(
                         "Replica {replica} got an answer it did not expect; see its log."
@@ -212,21 +261,23 @@ async fn render(
     form_name: &str,
     form_message: &str,
 ) -> Response {
-    let messages = match app.store.list(app.page_size, None).await {
-        Ok(messages) => messages,
+    // The messages and the secret in one read: a lock held by another process is waited for
+    // once (at most one busy timeout), not once per query.
+    let (messages, secret) = match app.store.page(app.page_size).await {
+        Ok(read) => read,
         Err(error) => {
             if problem.is_none() {
-                let (s, p) = page_problem(app, &error);
+                let (s, p) = page_problem(app, &error, Access::Read);
                 status = s;
                 problem = Some(p);
             }
-            Vec::new()
+            let secret = Secret {
+                value: None,
+                source: "the database (unreadable right now)",
+            };
+            (Vec::new(), secret)
         }
     };
-    let secret = app.store.secret().await.unwrap_or(Secret {
-        value: None,
-        source: "the database (unreadable right now)",
-    });
     let page = Page {
         replica: app.identity.name().to_owned(),
         backend: app.store.backend(),
@@ -278,7 +329,7 @@ pub async fn list_messages(
         .store
         .list(limit, query.before_id)
         .await
-        .map_err(|e| api_error(&app, e))?;
+        .map_err(|e| read_error(&app, e))?;
     let next_before_id = (messages.len() == limit as usize)
         .then(|| messages.last().map(|m| m.id))
         .flatten();
@@ -323,6 +374,22 @@ fn api_error(app: &Guestbook, error: StoreError) -> ApiError {
         StoreError::Backend(error) => ApiError::from(error)
             .with("replica", replica)
             .with("stored", false),
+    }
+}
+
+/// A failed read: what went wrong and nothing about storing, since nothing was being stored.
+fn read_error(app: &Guestbook, error: StoreError) -> ApiError {
+    let replica = app.identity.name();
+    match error {
+        StoreError::Locked => ApiError::unavailable("database is locked")
+            .with("replica", replica)
+            .with(
+                "detail",
+                "another process held the SQLite file's exclusive lock for longer than the \
+                 busy timeout; try again",
+            ),
+        StoreError::Closed => ApiError::new(StatusCode::FORBIDDEN, error.to_string()),
+        StoreError::Backend(error) => ApiError::from(error).with("replica", replica),
     }
 }
 

@@ -64,6 +64,14 @@ impl Store {
         }
     }
 
+    /// What the page shows: the newest messages and the secret, read together.
+    pub async fn page(&self, limit: u32) -> Result<(Vec<Message>, Secret), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.page(limit).await,
+            Store::Postgres(s) => Ok((s.list(limit, None).await?, s.secret())),
+        }
+    }
+
     pub async fn insert(&self, new: &NewMessage, replica: &str) -> Result<Message, StoreError> {
         match self {
             Store::Sqlite(s) => s.insert(new, replica).await,

@@ -35,6 +35,31 @@ pub fn new_message(name: &str, message: &str) -> Result<NewMessage, String> {
     })
 }
 
+/// Whether a form body (`application/x-www-form-urlencoded`) is UTF-8 once percent-decoded.
+/// `&`, `=` and `+` are ASCII, so decoding the whole body at once checks every name and value.
+pub fn form_is_utf8(body: &[u8]) -> bool {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut decoded = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let escaped = match body[i..] {
+            [b'%', high, low, ..] => hex(high).zip(hex(low)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(body[i]);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
 fn check_length(field: &str, value: &str, max: usize) -> Result<(), String> {
     let chars = value.chars().count();
     if chars == 0 {
@@ -57,6 +82,28 @@ mod tests {
         let m = new_message("  Ann ", " <b>hi</b> & \"you\" ").unwrap();
         assert_eq!(m.name, "Ann");
         assert_eq!(m.message, "<b>hi</b> & \"you\"");
+    }
+
+    #[test]
+    fn forms_must_be_utf8_once_decoded() {
+        for good in [
+            &b"name=a&message=b"[..],
+            b"name=%C3%A9&message=caf%c3%a9+ok",
+            b"name=100%&message=%zz%",
+            "name=\u{e9}&message=x".as_bytes(),
+            b"",
+        ] {
+            assert!(form_is_utf8(good), "{}", String::from_utf8_lossy(good));
+        }
+        for bad in [
+            &b"name=%FF&message=b"[..],
+            b"name=a&message=%C3",
+            b"name=%C3&%A9=x",
+            b"name=\xff&message=b",
+            b"message=%ED%A0%80",
+        ] {
+            assert!(!form_is_utf8(bad), "{}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]

@@ -232,10 +232,17 @@ fn new_user_from(params: &Params, headers: &HeaderMap, body: &[u8]) -> Result<Ne
             email: param(&from_query, "email").map(str::to_owned),
         });
     }
-    if !from_query.is_empty() {
-        return Err(ApiError::unprocessable(
-            "send name and email either as query parameters or as a JSON body, not both",
-        ));
+    // A JSON body is the whole user (both fields required in it), so name and email in the
+    // query string are not used then; like any value sent, they must still be valid. Refusing
+    // the pair would refuse requests /openapi.json describes as valid: OpenAPI cannot say
+    // "these parameters only without a body".
+    if let Some(name) = param(&from_query, "name") {
+        validate::name(name)
+            .map_err(|reason| ApiError::unprocessable(reason).with("field", "name"))?;
+    }
+    if let Some(email) = param(&from_query, "email") {
+        validate::email(email)
+            .map_err(|reason| ApiError::unprocessable(reason).with("field", "email"))?;
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)

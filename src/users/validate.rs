@@ -11,15 +11,17 @@ pub const EMAIL_LOCAL_MAX_LEN: usize = 64;
 /// A trimmed name of 1 to 100 characters with no control characters. Anything else a person's
 /// name may contain (apostrophes, quotes, semicolons, any script) is kept as given.
 pub fn name(raw: &str) -> Result<String, String> {
+    // The limit applies to the name as sent, surrounding spaces included: that is what
+    // /openapi.json's maxLength describes, and what a client can check before sending.
+    let sent = raw.chars().count();
+    if sent > NAME_MAX_CHARS {
+        return Err(format!(
+            "name is {sent} characters long as sent; at most {NAME_MAX_CHARS} are allowed"
+        ));
+    }
     let name = raw.trim();
     if name.is_empty() {
         return Err("name must not be empty".into());
-    }
-    let chars = name.chars().count();
-    if chars > NAME_MAX_CHARS {
-        return Err(format!(
-            "name is {chars} characters long; at most {NAME_MAX_CHARS} are allowed"
-        ));
     }
     if name.chars().any(char::is_control) {
         return Err("name must not contain control characters".into());
@@ -31,6 +33,13 @@ pub fn name(raw: &str) -> Result<String, String> {
 /// quotes, brackets, commas, semicolons or backslashes, and a domain of at least two labels of
 /// letters, digits and inner hyphens.
 pub fn email(raw: &str) -> Result<String, String> {
+    // As for names, the limit is on the address as sent.
+    if raw.len() > EMAIL_MAX_LEN {
+        return Err(format!(
+            "email is {} bytes long as sent; at most {EMAIL_MAX_LEN} are allowed",
+            raw.len()
+        ));
+    }
     let email = raw.trim();
     if email.is_empty() {
         return Err("email must not be empty".into());
@@ -109,6 +118,9 @@ mod tests {
         assert!(name("").is_err());
         assert!(name("   ").is_err());
         assert!(name(&"x".repeat(101)).is_err());
+        // The limit is on the name as sent: spaces that trimming would remove count.
+        assert!(name(&format!(" {} ", "x".repeat(99))).is_err());
+        assert!(name(&format!(" {}", "x".repeat(99))).is_ok());
         assert!(name("a\u{0}b").is_err());
         assert!(name("line\nbreak").is_err());
     }

@@ -427,6 +427,22 @@ async fn hostile_keys_values_and_parameters_get_a_clear_4xx() {
             "cursor is not valid",
         ),
         (
+            // A made-up numeric cursor (a raw SCAN position) is not one the API gave out.
+            client.get(api.url("/cache?cursor=12345")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cursor is not valid",
+        ),
+        (
+            client.get(api.url("/cache?cursor=0")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cursor is not valid",
+        ),
+        (
+            client.post(api.url(&format!("/cache/k/{}", "v".repeat(4097)))),
+            StatusCode::URI_TOO_LONG,
+            "send longer values with PUT",
+        ),
+        (
             client.patch(api.url("/cache/k")),
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed",
@@ -887,5 +903,295 @@ fn manifests_match_the_binary_and_the_seed() {
                 assert_eq!(namespace, "lab-06-cache", "{path:?}");
             }
         }
+    }
+}
+
+/// SET and PUT never replace a key of another Redis type under the prefix: 409, and the list is
+/// left exactly as it was. A string key is replaced as before.
+#[tokio::test]
+async fn writes_refuse_keys_of_another_type_and_leave_them_alone() {
+    let redis = TestRedis::start(false);
+    let api = start_ready(&redis, &[]).await;
+    let client = http();
+    let mut conn = redis_client(&redis);
+    let _: () = redis::cmd("RPUSH")
+        .arg("cache:alist")
+        .arg("one")
+        .arg("two")
+        .query(&mut conn)
+        .unwrap();
+    let (status, body) = send_json(client.post(api.url("/cache/alist/overwritten"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("another type"),
+        "{body}"
+    );
+    let (status, body) = send_json(client.post(api.url("/cache/alist/x?ttl=60"))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = send_json(
+        client
+            .put(api.url("/cache/alist"))
+            .json(&json!({"value": "overwritten", "ttl": 60})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let kind: String = redis::cmd("TYPE")
+        .arg("cache:alist")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(kind, "list");
+    let items: Vec<String> = redis::cmd("LRANGE")
+        .arg("cache:alist")
+        .arg(0)
+        .arg(-1)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(items, ["one", "two"]);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("cache:alist")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(ttl, -1, "no expiry was set on the list");
+
+    // Strings are still replaced, with and without a TTL, and a new key is written.
+    for path in ["/cache/s/first", "/cache/s/second?ttl=60", "/cache/fresh/v"] {
+        let (status, body) = send_json(client.post(api.url(path))).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, body) = send_json(client.get(api.url("/cache/s"))).await;
+    assert_eq!(body["value"], "second");
+    assert_eq!(body["ttl"], 60);
+    let (status, _) = send_json(
+        client
+            .put(api.url("/cache/s"))
+            .json(&json!({"value": "third", "ttl": 30.0})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a ttl of 30.0 is the integer 30");
+}
+
+/// A cursor works on any replica (the check is not per process), and an altered one is refused.
+#[tokio::test]
+async fn cursors_are_checked_and_work_across_replicas() {
+    let redis = TestRedis::start(false);
+    let first = start_ready(&redis, &[]).await;
+    let second = start_ready(&redis, &[]).await;
+    let client = http();
+    for n in 0..30 {
+        let (status, _) = send(client.post(first.url(&format!("/cache/k{n}/v")))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, page) = send_json(client.get(first.url("/cache?limit=5"))).await;
+    let cursor = page["next_cursor"].as_str().expect("more pages").to_owned();
+    let (status, body) =
+        send_json(client.get(second.url(&format!("/cache?limit=5&cursor={cursor}")))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (scan, check) = cursor.rsplit_once('.').unwrap();
+    let altered = format!(
+        "{}.{check}",
+        scan.replacen(|c: char| c.is_ascii_digit(), "9", 1)
+    );
+    if altered != cursor {
+        let (status, body) =
+            send_json(client.get(second.url(&format!("/cache?cursor={altered}")))).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{altered}: {body}"
+        );
+    }
+}
+
+/// Every operation of /openapi.json, called well and badly: each status it answers is
+/// documented, and each JSON body conforms to the documented schema.
+#[tokio::test]
+async fn the_openapi_document_matches_what_the_api_answers() {
+    use crate::users::{conforms, resolve};
+    let redis = TestRedis::start(false);
+    let api = start_ready(&redis, &[]).await;
+    let client = http();
+    let (status, doc) = send_json(client.get(api.url("/openapi.json"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut conn = redis_client(&redis);
+    let _: () = redis::cmd("SADD")
+        .arg("cache:aset")
+        .arg("m")
+        .query(&mut conn)
+        .unwrap();
+    for n in 0..5 {
+        send(client.post(api.url(&format!("/cache/key{n}/v")))).await;
+    }
+    let (_, page) = send_json(client.get(api.url("/cache?limit=2"))).await;
+    let cursor = page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+
+    let calls: Vec<(&str, &str, reqwest::RequestBuilder)> = vec![
+        ("/health", "get", client.get(api.url("/health"))),
+        ("/healthz", "get", client.get(api.url("/healthz"))),
+        ("/readyz", "get", client.get(api.url("/readyz"))),
+        ("/metrics", "get", client.get(api.url("/metrics"))),
+        ("/openapi.json", "get", client.get(api.url("/openapi.json"))),
+        ("/cache", "get", client.get(api.url("/cache"))),
+        (
+            "/cache",
+            "get",
+            client.get(api.url(&format!("/cache?limit=2&cursor={cursor}"))),
+        ),
+        ("/cache", "get", client.get(api.url("/cache?limit=0"))),
+        ("/cache", "get", client.get(api.url("/cache?cursor=7"))),
+        ("/cache/{key}", "get", client.get(api.url("/cache/key1"))),
+        ("/cache/{key}", "get", client.get(api.url("/cache/nothing"))),
+        ("/cache/{key}", "get", client.get(api.url("/cache/aset"))),
+        ("/cache/{key}", "get", client.get(api.url("/cache/a%20b"))),
+        ("/cache/{key}", "get", client.get(api.url("/cache/%FF"))),
+        (
+            "/cache/{key}",
+            "put",
+            client
+                .put(api.url("/cache/p"))
+                .json(&json!({"value": "v", "ttl": 5})),
+        ),
+        (
+            "/cache/{key}",
+            "put",
+            client
+                .put(api.url("/cache/aset"))
+                .json(&json!({"value": "v"})),
+        ),
+        (
+            "/cache/{key}",
+            "put",
+            client
+                .put(api.url("/cache/p"))
+                .json(&json!({"value": "v", "x": 1})),
+        ),
+        (
+            "/cache/{key}",
+            "put",
+            client
+                .put(api.url("/cache/p"))
+                .json(&json!({"value": "é".repeat(40_000)})),
+        ),
+        (
+            "/cache/{key}",
+            "put",
+            client
+                .put(api.url("/cache/p"))
+                .header("content-type", "application/json")
+                .body("{"),
+        ),
+        (
+            "/cache/{key}",
+            "put",
+            client.put(api.url("/cache/p")).body("value"),
+        ),
+        ("/cache/{key}", "delete", client.delete(api.url("/cache/p"))),
+        ("/cache/{key}", "delete", client.delete(api.url("/cache/p"))),
+        (
+            "/cache/{key}/{value}",
+            "post",
+            client.post(api.url("/cache/q/v?ttl=9")),
+        ),
+        (
+            "/cache/{key}/{value}",
+            "post",
+            client.post(api.url("/cache/aset/v")),
+        ),
+        (
+            "/cache/{key}/{value}",
+            "post",
+            client.post(api.url("/cache/q/v?ttl=0")),
+        ),
+        (
+            "/cache/{key}/{value}",
+            "post",
+            client.post(api.url("/cache/q/%FF")),
+        ),
+        (
+            "/cache/{key}/{value}",
+            "post",
+            client.post(api.url(&format!("/cache/q/{}", "v".repeat(5000)))),
+        ),
+    ];
+    let mut operations = BTreeSet::new();
+    let mut statuses = BTreeSet::new();
+    for (path, method, request) in calls {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        operations.insert(format!("{method} {path}"));
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16().to_string();
+        statuses.insert(status.clone());
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = response.text().await.unwrap();
+        let documented = operation["responses"]
+            .get(&status)
+            .unwrap_or_else(|| panic!("{method} {path} answered undocumented {status}: {text}"));
+        let documented = resolve(&doc, documented);
+        if content_type.starts_with("application/json") {
+            let schema = &documented["content"]["application/json"]["schema"];
+            assert!(
+                schema.is_object(),
+                "{method} {path} {status} has no JSON schema"
+            );
+            let body: Value = serde_json::from_str(&text).unwrap();
+            conforms(&doc, schema, &body, &format!("{method} {path} {status}"));
+        } else {
+            assert!(
+                documented["content"]
+                    .get(content_type.split(';').next().unwrap())
+                    .is_some(),
+                "{method} {path} {status} answered undocumented {content_type}"
+            );
+        }
+    }
+    for status in ["200", "400", "404", "409", "413", "414", "415", "422"] {
+        assert!(
+            statuses.contains(status),
+            "no call answered {status}: {statuses:?}"
+        );
+    }
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            documented.insert(format!("{method} {path}"));
+        }
+    }
+    assert_eq!(operations, documented);
+
+    // Redis gone: every Redis-backed answer is a documented 503 with Retry-After.
+    drop(redis);
+    for (path, method, url) in [
+        ("/health", "get", api.url("/health")),
+        ("/cache", "get", api.url("/cache")),
+        ("/cache/{key}", "get", api.url("/cache/key1")),
+    ] {
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 503, "{path}");
+        assert!(response.headers().contains_key("retry-after"), "{path}");
+        let documented = resolve(&doc, &doc["paths"][path][method]["responses"]["503"]);
+        assert!(
+            documented["headers"]["Retry-After"].is_object(),
+            "{path}: Retry-After documented"
+        );
+        let body: Value = response.json().await.unwrap();
+        conforms(
+            &doc,
+            &documented["content"]["application/json"]["schema"],
+            &body,
+            path,
+        );
     }
 }

@@ -694,3 +694,76 @@ fn an_interrupted_demo_stops_its_replicas() {
         assert!(!alive_statelab(pid), "replica {pid} left running");
     }
 }
+
+/// The documented 1 KiB body limit holds on the POST endpoints, which read no body otherwise:
+/// a larger body gets a JSON 413 and changes nothing.
+#[tokio::test]
+async fn bodies_over_one_kib_are_refused_with_413_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(dir.path(), "counter-app-0");
+    app.wait_ready().await;
+    let client = support::http();
+    assert_eq!(post(&client, &app.url("/increment")).await.0, 200);
+
+    let small = vec![b'x'; 1024];
+    let response = client
+        .post(app.url("/increment"))
+        .body(small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "1 KiB is within the limit");
+
+    for path in ["/increment", "/reset"] {
+        for size in [1025, 10 * 1024 * 1024] {
+            let response = client
+                .post(app.url(path))
+                .body(vec![b'x'; size])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 413, "{path} with {size} bytes");
+            let body: Value = response.json().await.expect("a JSON error");
+            assert!(
+                body["error"].as_str().unwrap().contains("1024 bytes"),
+                "{body}"
+            );
+        }
+        // Without a Content-Length (chunked), the limit holds as the body is read.
+        assert_eq!(
+            chunked_post_status(app.port, path, 64).await,
+            413,
+            "{path} chunked"
+        );
+    }
+    let (_, body) = get(&client, &app.url("/count")).await;
+    assert_eq!(body["count"], 2, "only the two accepted increments counted");
+}
+
+/// POSTs `kib` KiB as a chunked body over a raw connection and returns the status code.
+async fn chunked_post_status(port: u16, path: &str, kib: usize) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("400\r\n{}\r\n", "y".repeat(1024));
+    for _ in 0..kib {
+        // The server may answer and close before the whole body is sent.
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"))
+}

@@ -684,3 +684,150 @@ async fn configuration_precedence_is_flag_then_env_then_dotenv() {
     from_flag.wait_ready().await;
     assert_eq!(served_by(&from_flag).await, "from-flag");
 }
+
+/// Bytes that are not UTF-8 in the form are refused as the JSON API refuses them (400), with
+/// the message on the page, and nothing is stored (they used to be stored as U+FFFD).
+#[tokio::test]
+async fn a_form_with_bytes_that_are_not_utf8_is_refused_on_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = sqlite_replica(dir.path(), "guestbook-0");
+    replica.wait_ready().await;
+    let client = support::http();
+    let bodies: [&[u8]; 3] = [
+        b"name=%FF%FE&message=hi",
+        b"name=Ann&message=caf%C3",
+        b"name=\xff\xfe&message=raw",
+    ];
+    for body in bodies {
+        let response = client
+            .post(replica.url("/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{body:?}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("id=\"error\""), "a visible message");
+        assert!(page.contains("not UTF-8"), "{page}");
+        assert!(page.contains("not stored"));
+    }
+    // The JSON API refuses the same bytes.
+    let response = client
+        .post(replica.url("/api/messages"))
+        .header("content-type", "application/json")
+        .body(&b"{\"name\":\"\xff\",\"message\":\"hi\"}"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(
+        all_messages(&replica).await.is_empty(),
+        "nothing was stored"
+    );
+    // Percent-encoded UTF-8 is still taken.
+    let response = client
+        .post(replica.url("/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=Zo%C3%AB&message=caf%C3%A9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    let stored = all_messages(&replica).await;
+    assert_eq!(stored[0]["name"], "Zoë");
+    assert_eq!(stored[0]["message"], "café");
+}
+
+/// Holds SQLite's exclusive lock from outside the service, as a process mid-commit would
+/// (or one that began EXCLUSIVE): the one lock that stops readers in rollback-journal mode.
+async fn hold_exclusive_lock(path: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Reads under another process's locks. RESERVED (`BEGIN IMMEDIATE` and a write in progress)
+/// does not stop readers: the page and the API answer at once. EXCLUSIVE does: the read waits
+/// one busy timeout and answers 503 saying it could not read, with nothing about storing; the
+/// page reads everything it shows in one statement, so it waits once, not once per query.
+#[tokio::test]
+async fn reads_under_a_lock_wait_once_and_say_nothing_about_storing() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = Duration::from_millis(2000);
+    let replica = ServiceBuilder::new(&["guestbook"])
+        .env("DATA_DIR", dir.path())
+        .env("POD_NAME", "guestbook-0")
+        .env("SQLITE_BUSY_TIMEOUT_MS", busy.as_millis().to_string())
+        .start();
+    replica.wait_ready().await;
+    let client = support::http();
+    let created = client
+        .post(replica.url("/api/messages"))
+        .json(&json!({"name": "Ann", "message": "before the lock"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    let file = dir.path().join("database.db");
+
+    {
+        let _reserved = hold_write_lock(&file).await;
+        let page = client.get(replica.url("/")).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        assert!(page.text().await.unwrap().contains("before the lock"));
+        let api = client
+            .get(replica.url("/api/messages"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status().as_u16(), 200);
+    }
+
+    let exclusive = hold_exclusive_lock(&file).await;
+    let response = client
+        .get(replica.url("/api/messages"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "database is locked", "{body}");
+    assert!(body.get("stored").is_none(), "{body}");
+    assert!(
+        !body.to_string().contains("stored"),
+        "a read says nothing of storing: {body}"
+    );
+
+    let started = std::time::Instant::now();
+    let response = client.get(replica.url("/")).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status().as_u16(), 503);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("DATABASE IS LOCKED!"), "{page}");
+    assert!(page.contains("could not read"), "{page}");
+    assert!(
+        !page.contains("not stored"),
+        "a read says nothing of storing"
+    );
+    // One busy timeout, not two (the page used to read the messages and the secret separately).
+    assert!(
+        waited < busy * 2 - Duration::from_millis(300),
+        "the page waited {waited:?} with a busy timeout of {busy:?}"
+    );
+    drop(exclusive);
+
+    let page = client.get(replica.url("/")).send().await.unwrap();
+    assert_eq!(
+        page.status().as_u16(),
+        200,
+        "served again once the lock is gone"
+    );
+}

@@ -719,7 +719,7 @@ async fn the_password_never_appears_in_logs_errors_or_help() {
 }
 
 /// Resolves `{"$ref": "#/components/..."}` against the document.
-fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
+pub fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
     match node.get("$ref").and_then(Value::as_str) {
         Some(reference) => {
             let pointer = reference.trim_start_matches('#');
@@ -735,7 +735,7 @@ fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
 
 /// Checks the parts of JSON Schema the document uses: type object/array/integer/string,
 /// required, properties, items, const, enum, additionalProperties false.
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
+pub fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
     let schema = resolve(doc, schema);
     if let Some(expected) = schema.get("const") {
         assert_eq!(value, expected, "{at}");
@@ -886,4 +886,54 @@ async fn the_openapi_document_matches_what_the_api_answers() {
         }
     }
     assert_eq!(operations, documented);
+}
+
+/// What /openapi.json says about names and the body, the server does: the name's limit is on
+/// the name as sent, and a JSON body is the whole user even with name and email in the query.
+#[tokio::test]
+async fn the_document_and_the_server_agree_on_names_and_bodies() {
+    let db = TestDatabase::create().await;
+    let api = started(&db.url).await;
+    let (_, doc) = call(Method::GET, api.url("/openapi.json")).await;
+    let name = resolve(&doc, &doc["components"]["schemas"]["Name"]);
+    assert_eq!(name["maxLength"], 100);
+
+    // 101 characters as sent, 99 once trimmed: over the documented maxLength, refused.
+    let padded = format!(" {} ", "x".repeat(99));
+    let (status, body) = post_user(&api, &padded, "pad@example.com").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "name");
+    // 100 as sent is within it, and stored trimmed.
+    let (status, body) = post_user(&api, &format!(" {}", "x".repeat(99)), "pad@example.com").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user"]["name"], "x".repeat(99));
+
+    // Query and body together: the body is the user.
+    let (status, body) = send(
+        client()
+            .post(api.url("/users?name=Query&email=query@example.com"))
+            .json(&json!({"name": "Body", "email": "body@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["user"]["name"], "Body");
+    assert_eq!(body["user"]["email"], "body@example.com");
+    // ... but what the query carries must still be valid.
+    let (status, body) = send(
+        client()
+            .post(api.url("/users?name=a%07b"))
+            .json(&json!({"name": "Body2", "email": "body2@example.com"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["field"], "name");
+    let names: Vec<Value> = list(&api, "")
+        .await
+        .iter()
+        .map(|u| u["name"].clone())
+        .collect();
+    assert!(
+        !names.contains(&json!("Query")) && !names.contains(&json!("Body2")),
+        "{names:?}"
+    );
 }

@@ -130,11 +130,7 @@ impl SqliteStore {
         .fetch_one(&self.readers)
         .await
         .map_err(classify)?;
-        let mut messages: Vec<Message> = serde_json::from_str(&json)
-            .map_err(|e| BackendError::other(format!("unreadable row in messages: {e}")))?;
-        // Aggregate order is not guaranteed by SQL; newest first is.
-        messages.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
-        Ok(messages)
+        messages_from_json(&json)
     }
 
     /// The write transaction reads the guestbook's settings from the config table, then
@@ -185,16 +181,34 @@ impl SqliteStore {
         })
     }
 
+    /// The page's messages and secret in one statement, so one shared lock covers both. In
+    /// rollback-journal mode a reader waits only while another process holds PENDING or
+    /// EXCLUSIVE (it is committing, or began EXCLUSIVE); RESERVED, which `BEGIN IMMEDIATE` and
+    /// a pending write take, does not stop readers. Two statements would each wait a busy
+    /// timeout behind such a lock; one statement waits at most once.
+    pub async fn page(&self, limit: u32) -> Result<(Vec<Message>, Secret), StoreError> {
+        let (json, value): (String, Option<String>) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(json_group_array(json_object('id', id, 'name', name, \
+             'message', message, 'replica', replica, 'created_at', created_at)), '[]') \
+             FROM (SELECT * FROM messages ORDER BY id DESC LIMIT ?)), \
+             (SELECT value FROM config WHERE key = ?)",
+        )
+        .bind(limit)
+        .bind(SECRET_KEY)
+        .fetch_one(&self.readers)
+        .await
+        .map_err(classify)?;
+        let messages = messages_from_json(&json)?;
+        Ok((messages, secret(value)))
+    }
+
     pub async fn secret(&self) -> Result<Secret, StoreError> {
         let value: Option<String> = sqlx::query_scalar("SELECT value FROM config WHERE key = ?")
             .bind(SECRET_KEY)
             .fetch_optional(&self.readers)
             .await
             .map_err(classify)?;
-        Ok(Secret {
-            value,
-            source: "the database's config table (seeded once from GUESTBOOK_SECRET)",
-        })
+        Ok(secret(value))
     }
 
     pub async fn check(&self) -> Result<(), StoreError> {
@@ -210,6 +224,22 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+}
+
+/// The rows `json_group_array` built, newest first.
+fn messages_from_json(json: &str) -> Result<Vec<Message>, StoreError> {
+    let mut messages: Vec<Message> = serde_json::from_str(json)
+        .map_err(|e| BackendError::other(format!("unreadable row in messages: {e}")))?;
+    // Aggregate order is not guaranteed by SQL; newest first is.
+    messages.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
+    Ok(messages)
+}
+
+fn secret(value: Option<String>) -> Secret {
+    Secret {
+        value,
+        source: "the database's config table (seeded once from GUESTBOOK_SECRET)",
     }
 }
 
