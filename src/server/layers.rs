@@ -2,21 +2,21 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::Identity;
+use super::{ApiError, Identity};
 
 /// No inline script or style anywhere: pages load their CSS from the service itself.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Wraps every route: identity and security headers, a request timeout, request metrics,
-/// and a JSON 404 for unknown paths.
+/// a JSON 404 for unknown paths, and a JSON body on every error the framework answers itself.
 pub fn apply(router: Router, identity: &Identity, request_timeout: Duration) -> Router {
     let served_by = identity.header_value();
     router
@@ -48,6 +48,57 @@ pub fn apply(router: Router, identity: &Identity, request_timeout: Duration) -> 
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(CatchPanicLayer::new())
+        .layer(middleware::from_fn(json_error_body))
+}
+
+/// Error bodies larger than this are left as they are (framework messages are short).
+const FRAMEWORK_ERROR_MAX_BYTES: u64 = 16 * 1024;
+
+/// Every error answered without a body (axum's 405, the timeout's 408, a panic's 500) or with
+/// a plain-text one (axum's own extractor rejections, e.g. a 413 past `DefaultBodyLimit`) gets
+/// the `{"error": ...}` body every other error has. Headers such as `Allow` are kept. HTML and
+/// JSON bodies are the handlers' own and pass untouched.
+async fn json_error_body(request: Request, next: Next) -> Response {
+    let head = request.method() == Method::HEAD;
+    let response = next.run(request).await;
+    let status = response.status();
+    if head || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let size = axum::body::HttpBody::size_hint(response.body());
+    let empty = size.exact() == Some(0);
+    let plain_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !empty && !(plain_text && size.upper().is_some_and(|n| n <= FRAMEWORK_ERROR_MAX_BYTES)) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = if empty {
+        String::new()
+    } else {
+        match axum::body::to_bytes(body, FRAMEWORK_ERROR_MAX_BYTES as usize).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+            Err(_) => String::new(),
+        }
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| format!("error {}", status.as_u16()))
+    } else {
+        text
+    };
+    let json = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, json.into_body())
 }
 
 /// Seconds a client is told to wait after a 503, on every 503 of every service.
@@ -64,10 +115,28 @@ async fn retry_after_on_unavailable(mut response: Response) -> Response {
     response
 }
 
-/// Counts every request and its latency by method, route template and status.
+/// The method as a metric label: the standard methods by name, any other token (a client may
+/// send any, of any length) as `other`, so clients cannot grow `/metrics` without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Counts every request and its latency by method, route template and status. Every label
+/// has a bounded set of values: the route is the matched template (never the raw path).
 async fn record_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -75,9 +144,27 @@ async fn record_request(request: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_standard_methods_are_labels() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::TRACE), "TRACE");
+        let made_up = Method::from_bytes(&[b'X'; 8192]).unwrap();
+        assert_eq!(method_label(&made_up), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
+    }
 }
