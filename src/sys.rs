@@ -184,7 +184,9 @@ fn from_rlim(value: libc::rlim_t) -> u64 {
     if value == libc::RLIM_INFINITY {
         u64::MAX
     } else {
-        value as u64
+        // rlim_t is u64 on every Linux target; the conversion only matters elsewhere.
+        #[allow(clippy::useless_conversion)]
+        u64::from(value)
     }
 }
 
@@ -192,7 +194,7 @@ fn to_rlim(value: u64) -> libc::rlim_t {
     if value == u64::MAX {
         libc::RLIM_INFINITY
     } else {
-        value as libc::rlim_t
+        libc::rlim_t::try_from(value).unwrap_or(libc::RLIM_INFINITY)
     }
 }
 

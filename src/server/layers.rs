@@ -47,7 +47,19 @@ pub fn apply(router: Router, identity: &Identity, request_timeout: Duration) -> 
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
-        .layer(CatchPanicLayer::new())
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                // Logged here; the client learns nothing of it.
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %message, "a handler panicked");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+                    .into_response()
+            },
+        ))
         .layer(middleware::from_fn(json_error_body))
 }
 
@@ -72,7 +84,8 @@ async fn json_error_body(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/plain"));
-    if !empty && !(plain_text && size.upper().is_some_and(|n| n <= FRAMEWORK_ERROR_MAX_BYTES)) {
+    let short_text = plain_text && size.upper().is_some_and(|n| n <= FRAMEWORK_ERROR_MAX_BYTES);
+    if !(empty || short_text) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -158,6 +171,99 @@ async fn record_request(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use axum::extract::DefaultBodyLimit;
+    use axum::routing::{get, post};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let routes = Router::new()
+            .route("/only-get", get(|| async { "ok" }))
+            .route("/text", post(|body: String| async move { body }))
+            .route(
+                "/panic",
+                get(|| async {
+                    if true {
+                        panic!("handler bug");
+                    }
+                }),
+            )
+            .route(
+                "/page",
+                get(|| async {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        axum::response::Html("<p>visible message</p>"),
+                    )
+                }),
+            )
+            .layer(DefaultBodyLimit::max(8));
+        apply(
+            routes,
+            &Identity::resolve(Some("test")),
+            Duration::from_secs(10),
+        )
+    }
+
+    async fn call(method: Method, path: &str, body: &'static str) -> (StatusCode, Response) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::from(body))
+            .unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        (response.status(), response)
+    }
+
+    async fn json(response: Response) -> Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn framework_errors_get_a_json_body_and_keep_their_headers() {
+        let (status, response) = call(Method::DELETE, "/only-get", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers()[header::ALLOW], "GET,HEAD");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(json(response).await, json!({"error": "method not allowed"}));
+
+        let (status, response) = call(Method::POST, "/text", "far more than eight bytes").await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        let body = json(response).await;
+        assert!(
+            body["error"].as_str().unwrap().contains("length limit"),
+            "{body}"
+        );
+
+        let (status, response) = call(Method::GET, "/panic", "").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            json(response).await,
+            json!({"error": "internal server error"})
+        );
+
+        let (status, response) = call(Method::GET, "/nowhere", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(json(response).await, json!({"error": "no such path"}));
+    }
+
+    #[tokio::test]
+    async fn html_error_pages_and_head_answers_are_left_alone() {
+        let (status, response) = call(Method::GET, "/page", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let bytes = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], b"<p>visible message</p>");
+
+        let (status, response) = call(Method::HEAD, "/text", "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(response.headers().get(header::CONTENT_TYPE).is_none());
+    }
 
     #[test]
     fn only_standard_methods_are_labels() {
