@@ -6,6 +6,7 @@ mod cache;
 mod counter;
 mod demo_scaling;
 mod guestbook;
+mod hostile_server;
 mod lint;
 mod load;
 mod manifests;
