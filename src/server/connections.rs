@@ -123,13 +123,13 @@ pub async fn accept_until(
                     }
                 }
             }
-            Err(error) => {
-                // Out of descriptors (or a connection reset before it was accepted): never
-                // stop accepting. Free a descriptor if a connection can give one up, and
-                // give the runtime a moment.
-                registry.shed_one();
+            Err(error) if out_of_resources(&error) => {
+                // Out of descriptors or memory despite the cap (backends use descriptors
+                // too): never stop accepting. Free a descriptor if a connection can give one
+                // up, and give the runtime a moment.
+                let shed = registry.shed_one();
                 if last_warning.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
-                    tracing::warn!(%error, "accept failed; shedding an idle connection");
+                    tracing::warn!(%error, shed, "accept failed");
                     last_warning = Some(Instant::now());
                 }
                 tokio::select! {
@@ -137,10 +137,21 @@ pub async fn accept_until(
                     _ = tokio::time::sleep(Duration::from_millis(10)) => {}
                 }
             }
+            Err(error) => {
+                // A connection reset before it was accepted, and the like: that one only.
+                tracing::debug!(%error, "accept failed");
+            }
         }
     }
     // The listener closes here: new connections are refused from now on.
     registry
+}
+
+fn out_of_resources(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Why a connection was closed by the server rather than by its client.
