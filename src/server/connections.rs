@@ -96,6 +96,7 @@ pub async fn accept_until(
     let registry = Arc::new(Registry::new());
     let mut last_warning: Option<Instant> = None;
     loop {
+        registry.sheds_settled().await;
         let accepted = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -345,11 +346,16 @@ impl Drop for InFlight {
     }
 }
 
+/// Connections told to close whose descriptors are not yet freed, at most, before the accept
+/// loop waits for them: in a burst it could otherwise outrun them into the reserve.
+const MAX_PENDING_SHEDS: usize = 8;
+
 /// The open connections, in the order they were accepted.
 pub struct Registry {
     epoch: Instant,
     state: Mutex<RegistryState>,
     closed: Notify,
+    shed_closed: Notify,
 }
 
 #[derive(Default)]
@@ -366,6 +372,7 @@ impl Registry {
             epoch: Instant::now(),
             state: Mutex::new(RegistryState::default()),
             closed: Notify::new(),
+            shed_closed: Notify::new(),
         }
     }
 
@@ -406,11 +413,29 @@ impl Registry {
         let mut state = self.state();
         if state.open.remove(&conn.id).is_some() && conn.shed.load(Ordering::Relaxed) {
             state.shedding -= 1;
+            self.shed_closed.notify_waiters();
         }
         metrics::gauge!("http_connections_open").set((state.open.len() - state.shedding) as f64);
         if state.open.is_empty() {
             self.closed.notify_waiters();
         }
+    }
+
+    /// Waits (50 ms at most: accepting must go on) until few shed connections are still
+    /// holding their descriptors.
+    async fn sheds_settled(&self) {
+        let settled = async {
+            loop {
+                let closed = self.shed_closed.notified();
+                tokio::pin!(closed);
+                closed.as_mut().enable();
+                if self.state().shedding < MAX_PENDING_SHEDS {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(50), settled).await;
     }
 
     /// Waits until every connection has closed.
