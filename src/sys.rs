@@ -127,6 +127,77 @@ pub fn die_with_parent(command: &mut std::process::Command) {
     }
 }
 
+/// The open-file limit (`RLIMIT_NOFILE`) of this process: (soft, hard). `u64::MAX` means
+/// unlimited.
+pub fn open_file_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes one rlimit, which lives on this stack frame.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((from_rlim(limit.rlim_cur), from_rlim(limit.rlim_max)))
+}
+
+/// Raises this process's soft open-file limit to its hard limit (containers often start with a
+/// soft limit of 1024 under a much higher hard one) and returns the soft limit now in force.
+/// Raising up to the hard limit needs no privilege.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let (soft, hard) = open_file_limit()?;
+    if soft >= hard {
+        return Ok(soft);
+    }
+    let limit = libc::rlimit {
+        rlim_cur: to_rlim(hard),
+        rlim_max: to_rlim(hard),
+    };
+    // SAFETY: setrlimit(2) only reads the rlimit, which lives on this stack frame.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        // An unlimited hard limit is refused above the kernel's nr_open: keep the soft one.
+        return Ok(soft);
+    }
+    Ok(hard)
+}
+
+/// Starts the child with `limit` as both its soft and hard open-file limit, as a container with
+/// that limit would (lowering needs no privilege).
+pub fn limit_open_files(command: &mut std::process::Command, limit: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: to_rlim(limit),
+        rlim_max: to_rlim(limit),
+    };
+    // SAFETY: setrlimit(2) is async-signal-safe, reads a copy of `limit` moved into the
+    // closure, and only changes the new process.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+fn from_rlim(value: libc::rlim_t) -> u64 {
+    if value == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        // rlim_t is u64 on every Linux target; the conversion only matters elsewhere.
+        #[allow(clippy::useless_conversion)]
+        u64::from(value)
+    }
+}
+
+fn to_rlim(value: u64) -> libc::rlim_t {
+    if value == u64::MAX {
+        libc::RLIM_INFINITY
+    } else {
+        libc::rlim_t::try_from(value).unwrap_or(libc::RLIM_INFINITY)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +207,24 @@ mod tests {
         let root = user_by_name("root").unwrap().expect("root exists");
         assert_eq!((root.uid, root.gid), (0, 0));
         assert!(user_by_name("no-such-user-statelab").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_can_be_raised_to_the_hard_one() {
+        let (soft, hard) = open_file_limit().unwrap();
+        assert!(soft <= hard);
+        let raised = raise_open_file_limit().unwrap();
+        assert!(raised >= soft);
+        assert_eq!(open_file_limit().unwrap().0, raised);
+    }
+
+    #[test]
+    fn a_child_starts_with_the_open_file_limit_it_was_given() {
+        let mut command = std::process::Command::new("sh");
+        command.args(["-c", "ulimit -Sn; ulimit -Hn"]);
+        limit_open_files(&mut command, 300);
+        let output = command.output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "300\n300\n");
     }
 
     #[test]

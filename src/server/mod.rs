@@ -4,6 +4,7 @@
 //! [`App::builder`], builds its state and routes, says how it is ready, and serves.
 
 pub mod backend;
+mod connections;
 mod error;
 mod identity;
 mod layers;
@@ -16,6 +17,7 @@ mod shutdown;
 pub mod signals;
 
 pub use backend::BackendError;
+pub use connections::ConnectionLimits;
 pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
 pub use identity::Identity;
 use probes::ReadyCheck;
@@ -60,6 +62,22 @@ pub struct ServerArgs {
     /// Longest time one request may take before it is answered 408
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
+
+    /// How long a client gets to send a request's headers, counted from connecting (or, on a
+    /// kept-alive connection, from the request's first byte); slower connections are closed
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a kept-alive connection may wait for its next request before it is closed
+    #[arg(long, env = "IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Open client connections at most; at the cap the longest-waiting connection with no
+    /// request in progress is closed to admit a new one (default: the open-file limit, raised
+    /// to its hard limit at start-up, minus a reserve of an eighth for backends and files; at
+    /// most 4096)
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 impl ServerArgs {
@@ -71,6 +89,16 @@ impl ServerArgs {
 
     pub fn identity(&self) -> Identity {
         Identity::resolve(self.pod_name.as_deref())
+    }
+
+    /// Raises the open-file limit and derives the connection cap from it (see
+    /// [`ConnectionLimits::resolve`]).
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits::resolve(
+            Duration::from_millis(self.header_read_timeout_ms),
+            Duration::from_millis(self.idle_timeout_ms),
+            self.max_connections,
+        )
     }
 }
 
@@ -87,6 +115,7 @@ pub struct AppBuilder {
     lifecycle: Lifecycle,
     identity: Identity,
     args: ServerArgs,
+    limits: ConnectionLimits,
     ready: Option<ReadyCheck>,
 }
 
@@ -130,6 +159,7 @@ impl AppBuilder {
             router,
             lifecycle: self.lifecycle,
             args: self.args,
+            limits: self.limits,
         }
     }
 }
@@ -140,12 +170,15 @@ pub struct App {
     router: Router,
     lifecycle: Lifecycle,
     args: ServerArgs,
+    limits: ConnectionLimits,
 }
 
 impl App {
     /// Binds the listener first (so port 0 works) and creates the lifecycle; the service then
     /// builds its state and routes and calls [`AppBuilder::serve`].
     pub async fn builder(args: &ServerArgs, default_port: u16) -> anyhow::Result<AppBuilder> {
+        // First, so backends opened while the service builds its state get the raised limit.
+        let limits = args.connection_limits();
         let addr = args.bind_addr(default_port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -155,6 +188,7 @@ impl App {
             lifecycle: Lifecycle::new(),
             identity: args.identity(),
             args: args.clone(),
+            limits,
             ready: None,
         })
     }
@@ -176,6 +210,7 @@ impl App {
             self.listener,
             self.router,
             self.lifecycle,
+            self.limits,
             Duration::from_millis(self.args.drain_delay_ms),
             Duration::from_millis(self.args.shutdown_timeout_ms),
         )

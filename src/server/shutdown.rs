@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
+use super::connections::{self, ConnectionLimits};
 use super::signals::{Shutdown, Signal};
 
 /// Shared shutdown state: `draining` flips first, `stopped` is cancelled when the server
@@ -42,12 +43,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     lifecycle: Lifecycle,
+    limits: ConnectionLimits,
     drain_delay: Duration,
     shutdown_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = CancellationToken::new();
     let drain = lifecycle.clone();
-    let shutdown = async move {
+    let stop_accepting = stop.clone();
+    tokio::spawn(async move {
         let signal = Shutdown::from_signals().requested().await;
         drain.start_draining();
         tracing::info!(?signal, "shutdown requested; readiness now fails");
@@ -56,19 +59,12 @@ pub async fn serve(
         }
         tracing::info!("no longer accepting connections; finishing in-flight requests");
         drain.stopped().cancel();
-        let _ = stopping_tx.send(());
-    };
-    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown);
-    let server = tokio::spawn(async move { server.await });
-    let mut server = server;
+        stop_accepting.cancel();
+    });
+    let connections = connections::accept_until(listener, router, limits, stop).await;
     tokio::select! {
-        result = &mut server => {
-            result??;
-        }
-        _ = async {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(shutdown_timeout).await;
-        } => {
+        _ = connections.all_closed() => {}
+        _ = tokio::time::sleep(shutdown_timeout) => {
             tracing::warn!("in-flight requests did not finish within the shutdown timeout");
         }
     }

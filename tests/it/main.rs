@@ -7,6 +7,7 @@ mod counter;
 mod demo_scaling;
 mod docs_commands;
 mod guestbook;
+mod hostile_server;
 mod lint;
 mod load;
 mod manifests;
