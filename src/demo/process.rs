@@ -37,19 +37,22 @@ pub enum Logs {
 /// Lines kept in memory when the log goes to a file.
 const TAIL_LINES: usize = 40;
 
-/// The port in a statelab server's `{"message":"listening","local":"127.0.0.1:PORT"}` line.
+/// The port in a statelab server's "listening" line, JSON or `--log-format pretty`.
 pub fn listening_port(line: &str) -> Option<u16> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    value
-        .get("local")?
-        .as_str()?
-        .rsplit(':')
-        .next()?
-        .parse()
-        .ok()
+    let local = match serde_json::from_str::<serde_json::Value>(line) {
+        Ok(value) if value.get("message")?.as_str()? == "listening" => {
+            value.get("local")?.as_str()?.to_owned()
+        }
+        Ok(_) => return None,
+        // `--log-format pretty`: "… INFO statelab::server: listening local=127.0.0.1:8000".
+        Err(_) => line
+            .split_once(": listening local=")?
+            .1
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+    };
+    local.rsplit(':').next()?.parse().ok()
 }
 
 /// How to start one child.
@@ -492,6 +495,12 @@ mod tests {
         );
         assert_eq!(listening_port(r#"{"message":"starting"}"#), None);
         assert_eq!(listening_port("not json"), None);
+        assert_eq!(
+            listening_port(
+                "2026-12-01T21:22:42.758113Z  INFO statelab::server: listening local=127.0.0.1:33317"
+            ),
+            Some(33317)
+        );
     }
 
     #[test]

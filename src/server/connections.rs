@@ -189,11 +189,12 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let in_flight = tracked.request_started();
         let router = router.clone();
-        async move {
+        // Boxed so the connection is Unpin and can hand its socket back when done.
+        Box::pin(async move {
             let response = router.oneshot(request.map(Body::new)).await;
             drop(in_flight);
             response
-        }
+        })
     });
     let io = TokioIo::new(Watched {
         stream,
@@ -201,14 +202,14 @@ async fn serve_connection(
     });
     // No hyper timer: its header-read timeout also runs between keep-alive requests, so
     // both deadlines are kept here instead (see `Conn::expired`).
-    let connection = http1::Builder::new().serve_connection(io, service);
-    tokio::pin!(connection);
+    let mut connection = http1::Builder::new().serve_connection(io, service);
     let mut finishing = false;
     loop {
         tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
+            result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                match result {
+                    Ok(()) => linger_close(connection.into_parts().io.into_inner().stream).await,
+                    Err(error) => tracing::debug!(%error, "connection ended with an error"),
                 }
                 return;
             }
@@ -219,11 +220,34 @@ async fn serve_connection(
             }
             _ = stop.cancelled(), if !finishing => {
                 // Finish the request in progress, if any, then close; idle ones close now.
-                connection.as_mut().graceful_shutdown();
+                Pin::new(&mut connection).graceful_shutdown();
                 finishing = true;
             }
         }
     }
+}
+
+/// How long a closing connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closing a socket that still holds unread request bytes (a body refused with 413 before it
+/// was read) makes the kernel answer with a reset, which can destroy the response just
+/// written. So: stop writing, then read and discard what still arrives for a moment, and only
+/// then close (the "lingering close" of web servers).
+async fn linger_close(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut discard = [0u8; 16 * 1024];
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = stream.read(&mut discard).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// "Not set" for [`Conn::head_started`].

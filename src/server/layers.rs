@@ -21,7 +21,7 @@ pub fn apply(router: Router, identity: &Identity, request_timeout: Duration) -> 
     let served_by = identity.header_value();
     router
         .fallback(super::error::not_found)
-        .layer(middleware::map_response(retry_after_on_unavailable))
+        .layer(middleware::map_response(status_headers))
         .layer(middleware::from_fn(record_request))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -117,13 +117,23 @@ async fn json_error_body(request: Request, next: Next) -> Response {
 /// Seconds a client is told to wait after a 503, on every 503 of every service.
 pub const RETRY_AFTER_SECONDS: u32 = 2;
 
-/// Every 503 says when to try again, unless the handler chose its own value.
-async fn retry_after_on_unavailable(mut response: Response) -> Response {
-    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .entry(header::RETRY_AFTER)
-            .or_insert(HeaderValue::from(RETRY_AFTER_SECONDS));
+/// Every 503 says when to try again, unless the handler chose its own value. A 413 closes the
+/// connection: the rest of the body was never read, so the connection cannot carry another
+/// request, and saying so keeps the client from sending one on it.
+async fn status_headers(mut response: Response) -> Response {
+    match response.status() {
+        StatusCode::SERVICE_UNAVAILABLE => {
+            response
+                .headers_mut()
+                .entry(header::RETRY_AFTER)
+                .or_insert(HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
     }
     response
 }
