@@ -57,6 +57,12 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// This process's effective user and group ids, e.g. for an error about file permissions.
+pub fn effective_ids() -> (u32, u32) {
+    // SAFETY: geteuid(2) and getegid(2) cannot fail and touch no memory.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
 /// A system user, as `/etc/passwd` (or NSS) knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

@@ -56,14 +56,32 @@ async fn open_store(config: &Config, stop: CancellationToken) -> anyhow::Result<
         Some(url) => store::sqlite::path_from(url),
         None => config.data_dir.join("database.db"),
     };
-    std::fs::create_dir_all(&config.data_dir)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| unwritable(&config.data_dir, e.into()))?;
     let settings = SqliteSettings {
         path,
         begin: config.sqlite_begin,
         busy_timeout: Duration::from_millis(config.sqlite_busy_timeout_ms),
         journal_mode: config.sqlite_journal_mode,
     };
-    Ok(Store::Sqlite(
-        SqliteStore::open(settings, config.secret.as_deref()).await?,
+    let store = SqliteStore::open(settings, config.secret.as_deref())
+        .await
+        .map_err(|e| unwritable(&config.data_dir, e))?;
+    Ok(Store::Sqlite(store))
+}
+
+/// SQLite's own "unable to open database file" does not say why. The usual reason is a data
+/// directory this user cannot write, e.g. one a person created and mounted into a container
+/// that runs as another UID (seed 000's `docker run -v $(pwd)/data:/data`).
+fn unwritable(dir: &std::path::Path, error: anyhow::Error) -> anyhow::Error {
+    let (uid, gid) = crate::sys::effective_ids();
+    let writable = tempfile::tempfile_in(dir).is_ok();
+    if writable {
+        return error;
+    }
+    error.context(format!(
+        "the data directory {} is not writable by this process (UID {uid}, GID {gid}); give \
+         it to that user, or run as its owner (with Docker: --user \"$(id -u):$(id -g)\")",
+        dir.display()
     ))
 }

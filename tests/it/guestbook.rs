@@ -831,3 +831,38 @@ async fn reads_under_a_lock_wait_once_and_say_nothing_about_storing() {
         "served again once the lock is gone"
     );
 }
+
+/// Seed 000's `mkdir data; docker run -v $(pwd)/data:/data …` on Linux: the directory belongs
+/// to the person, the process runs as another user. The error names the directory, the UID
+/// the process runs as, and the fix.
+#[test]
+fn an_unwritable_data_directory_is_a_clear_error() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = std::process::Command::new(support::process::binary());
+    command
+        .args(["guestbook", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data);
+    let expected_uid = if statelab::sys::is_root() {
+        // root writes anywhere: run as `nobody`, as a container runs as its own UID.
+        let nobody = statelab::sys::user_by_name("nobody")
+            .unwrap()
+            .expect("user nobody");
+        command.uid(nobody.uid).gid(nobody.gid);
+        nobody.uid
+    } else {
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+        statelab::sys::effective_ids().0
+    };
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(&data.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&format!("UID {expected_uid}")), "{stderr}");
+    assert!(stderr.contains("--user"), "{stderr}");
+    assert!(!data.join("database.db").exists());
+}
