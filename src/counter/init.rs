@@ -17,7 +17,15 @@ pub fn run(args: &InitArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     if let Some((uid, gid)) = args.owner {
-        chown(dir, uid, gid)?;
+        // A volume's root directory may belong to root while this container runs as the app's
+        // user (fsGroup gives it write access): it cannot be given away then, and need not be.
+        let owned = std::fs::metadata(dir).is_ok_and(|m| (m.uid(), m.gid()) == (uid, gid));
+        if !owned && let Err(error) = chown(dir, uid, gid) {
+            if crate::sys::is_root() {
+                return Err(error);
+            }
+            println!("{} stays as it is: {error:#}", dir.display());
+        }
     }
     for name in [&args.files.counter_file, &args.files.visits_file] {
         let file = CounterFile::new(dir, name.as_str());

@@ -767,3 +767,42 @@ async fn chunked_post_status(port: u16, path: &str, kib: usize) -> u16 {
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {answer:?}"))
 }
+
+/// Seed 003's init container with the seed's fix (`--owner`), running as the app's user on a
+/// volume whose root directory belongs to root (as provisioners create them, writable through
+/// fsGroup or mode 0777): the files are the app's, the log says "Permissions set:", exit 0.
+#[test]
+fn init_with_owner_as_the_app_user_on_a_root_owned_volume() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&volume, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut command = std::process::Command::new(support::process::binary());
+    let (uid, gid) = if statelab::sys::is_root() {
+        let nobody = statelab::sys::user_by_name("nobody")
+            .unwrap()
+            .expect("user nobody");
+        command.uid(nobody.uid).gid(nobody.gid);
+        (nobody.uid, nobody.gid)
+    } else {
+        statelab::sys::effective_ids()
+    };
+    let output = command
+        .args(["counter", "init", "--data-dir"])
+        .arg(&volume)
+        .args(["--owner", &format!("{uid}:{gid}")])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("Permissions set:"), "{stdout}");
+    let counter = std::fs::metadata(volume.join("counter.txt")).unwrap();
+    assert_eq!((counter.uid(), counter.gid()), (uid, gid));
+}
