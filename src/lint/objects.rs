@@ -89,7 +89,7 @@ impl Object {
 macro_rules! resources {
     ($($variant:ident($type:ty)),* $(,)?) => {
         /// The built-in kinds `statelab lint` reads, typed.
-        #[derive(Debug)]
+        #[derive(Debug, PartialEq)]
         pub enum Resource {
             $($variant(Box<$type>),)*
             /// A built-in kind whose fields did not decode (reported as `schema-error`).

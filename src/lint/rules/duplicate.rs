@@ -18,7 +18,8 @@ pub const DUPLICATE_OBJECT: Rule = Rule {
         name often belongs to two applications in different folders, and a StatefulSet's \
         serviceName can then only be resolved by guessing (statelab lint prefers the Service \
         in the StatefulSet's own file, then its folder). Objects that name no namespace are \
-        compared with each other only, since they go wherever they are applied.",
+        compared with each other only, since they go wherever they are applied. Identical \
+        copies (an all-in-one file next to the same objects split into files) are not reported.",
     fix: "Rename one of them, give them different namespaces, or lint the applications \
         separately.",
 };
@@ -35,10 +36,13 @@ pub fn check(objects: &[Object], out: &mut Findings) {
             None => {
                 first.insert(key, o);
             }
+            // An identical copy (a lab's all-in-one file next to its split files) applies
+            // the same either way.
+            Some(earlier) if earlier.resource == o.resource => {}
             Some(earlier) => {
                 let name_path = Path::root().key("metadata").key("name");
                 let message = format!(
-                    "{} is also defined at {}:{}: applied together, one replaces the other",
+                    "{} is also defined, differently, at {}:{}: applied together, one replaces the other",
                     o.id(),
                     earlier.source.name,
                     earlier.line_of(&name_path)
