@@ -34,6 +34,9 @@ pub struct Database {
     pub images: &'static [&'static str],
     /// Directories the image keeps its data in by default.
     pub data_paths: &'static [&'static str],
+    /// Commonly run as a cache that keeps nothing worth keeping (Redis and its forks, NATS
+    /// without JetStream): with no persistent volume it is fine in a Deployment.
+    pub cache: bool,
 }
 
 pub const DATABASES: &[Database] = &[
@@ -46,6 +49,7 @@ pub const DATABASES: &[Database] = &[
             "timescaledb-ha",
         ],
         data_paths: &["/var/lib/postgresql", "/bitnami/postgresql"],
+        cache: false,
     },
     Database {
         images: &[
@@ -56,10 +60,12 @@ pub const DATABASES: &[Database] = &[
             "percona",
         ],
         data_paths: &["/var/lib/mysql", "/bitnami/mysql", "/bitnami/mariadb"],
+        cache: false,
     },
     Database {
         images: &["mongo", "mongodb", "mongodb-community-server"],
         data_paths: &["/data/db", "/bitnami/mongodb"],
+        cache: false,
     },
     Database {
         images: &[
@@ -70,10 +76,12 @@ pub const DATABASES: &[Database] = &[
             "dragonfly",
         ],
         data_paths: &["/data", "/bitnami/redis"],
+        cache: true,
     },
     Database {
         images: &["rabbitmq"],
         data_paths: &["/var/lib/rabbitmq", "/bitnami/rabbitmq"],
+        cache: false,
     },
     Database {
         images: &[
@@ -89,18 +97,22 @@ pub const DATABASES: &[Database] = &[
             "/var/lib/zookeeper",
             "/bitnami/zookeeper",
         ],
+        cache: false,
     },
     Database {
         images: &["nats", "nats-streaming"],
         data_paths: &["/data"],
+        cache: true,
     },
     Database {
         images: &["etcd"],
         data_paths: &["/var/lib/etcd", "/etcd-data", "/bitnami/etcd"],
+        cache: false,
     },
     Database {
         images: &["cassandra", "scylla"],
         data_paths: &["/var/lib/cassandra", "/var/lib/scylla"],
+        cache: false,
     },
     Database {
         images: &["elasticsearch", "opensearch"],
@@ -108,10 +120,12 @@ pub const DATABASES: &[Database] = &[
             "/usr/share/elasticsearch/data",
             "/usr/share/opensearch/data",
         ],
+        cache: false,
     },
     Database {
         images: &["couchdb", "couchbase"],
         data_paths: &["/opt/couchdb/data", "/opt/couchbase/var"],
+        cache: false,
     },
     Database {
         images: &["influxdb", "clickhouse-server", "questdb"],
@@ -120,6 +134,7 @@ pub const DATABASES: &[Database] = &[
             "/var/lib/influxdb2",
             "/var/lib/clickhouse",
         ],
+        cache: false,
     },
     Database {
         images: &["cockroach", "neo4j", "mssql-server", "solr", "minio"],
@@ -129,8 +144,60 @@ pub const DATABASES: &[Database] = &[
             "/var/opt/mssql",
             "/var/solr",
         ],
+        cache: false,
     },
 ];
+
+/// The image's repository without registry, tag or digest, lower-cased:
+/// `lscr.io/linuxserver/sonarr:4` → `linuxserver/sonarr`.
+pub fn repository(reference: &str) -> String {
+    let rest = reference.split('@').next().unwrap_or(reference);
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let path = match rest[last_slash..].split_once(':') {
+        Some((name, _)) => &rest[..last_slash + name.len()],
+        None => rest,
+    };
+    // A first component with a dot or a port, or `localhost`, is a registry.
+    let path = match path.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => rest,
+        _ => path,
+    };
+    path.to_lowercase()
+}
+
+/// Images whose application keeps its state (database, settings it writes itself) under
+/// `/config`: the linuxserver.io and hotio families, Home Assistant, Jellyfin, Plex.
+pub fn keeps_state_in_config(reference: &str) -> bool {
+    let repo = repository(reference);
+    repo.starts_with("linuxserver/")
+        || repo.starts_with("hotio/")
+        || repo.contains("home-assistant")
+        || repo.starts_with("homeassistant/")
+        || matches!(
+            repo.as_str(),
+            "jellyfin/jellyfin" | "plexinc/pms-docker" | "emby/embyserver"
+        )
+}
+
+/// Applications built to share one writable volume between replicas: web servers that only
+/// read what they serve, and CMSes whose uploads folder is meant to live on ReadWriteMany.
+pub fn shares_files_safely(reference: &str) -> bool {
+    matches!(
+        parse(reference).name,
+        "nginx"
+            | "nginx-unprivileged"
+            | "openresty"
+            | "httpd"
+            | "apache"
+            | "caddy"
+            | "lighttpd"
+            | "wordpress"
+            | "drupal"
+            | "joomla"
+            | "nextcloud"
+            | "mediawiki"
+    )
+}
 
 /// The database an image runs, if it is one of the well-known ones.
 pub fn database(reference: &str) -> Option<&'static Database> {
@@ -200,5 +267,22 @@ mod tests {
         assert!(postgres.holds_data("/var/lib/postgresql/data"));
         assert!(postgres.holds_data("/var/lib"));
         assert!(!postgres.holds_data("/var/lib/postgresql-backup"));
+        assert!(database("redis:7").unwrap().cache);
+        assert!(!postgres.cache);
+    }
+
+    #[test]
+    fn knows_repositories() {
+        assert_eq!(
+            repository("lscr.io/linuxserver/sonarr:4.0"),
+            "linuxserver/sonarr"
+        );
+        assert_eq!(repository("localhost:5000/app@sha256:ab"), "app");
+        assert_eq!(repository("nginx"), "nginx");
+        assert!(keeps_state_in_config(
+            "ghcr.io/home-assistant/home-assistant:2025.1"
+        ));
+        assert!(keeps_state_in_config("linuxserver/radarr"));
+        assert!(!keeps_state_in_config("myapp:1"));
     }
 }

@@ -89,7 +89,7 @@ impl Object {
 macro_rules! resources {
     ($($variant:ident($type:ty)),* $(,)?) => {
         /// The built-in kinds `statelab lint` reads, typed.
-        #[derive(Debug)]
+        #[derive(Debug, PartialEq)]
         pub enum Resource {
             $($variant(Box<$type>),)*
             /// A built-in kind whose fields did not decode (reported as `schema-error`).
@@ -138,6 +138,7 @@ resources! {
     Endpoints(core::Endpoints),
     LimitRange(core::LimitRange),
     Quota(core::ResourceQuota),
+    ReplicationController(core::ReplicationController),
     Deployment(apps::Deployment),
     StatefulSet(apps::StatefulSet),
     DaemonSet(apps::DaemonSet),
@@ -305,19 +306,32 @@ fn read_value(source: &Arc<Source>, span: Span, root: Path, mut value: Value, ru
 
     normalize(&mut value);
     let mut unknown = Vec::new();
-    let (resource, error) = match Resource::decode(&api_version, &kind, value, &mut unknown) {
-        Some(Ok(resource)) => (resource, None),
-        Some(Err(error)) => (Resource::Invalid, Some(error)),
-        None => match Resource::served_api_version(&kind) {
+    let served = Resource::served_api_version(&kind);
+    let (resource, errors) = match served {
+        Some(served) if served == api_version => {
+            decode(&api_version, &kind, value, &mut unknown).expect("a served kind decodes")
+        }
+        _ => match served {
             Some(served) if is_builtin_group(&api_version) => {
                 let message = format!(
                     "Kubernetes 1.33 serves {kind} as apiVersion {served}, not {api_version}: \
                      the API server rejects this object"
                 );
-                (
-                    Resource::Invalid,
-                    Some((Path::root().key("apiVersion"), message)),
-                )
+                let mut errors = vec![(Path::root().key("apiVersion"), message)];
+                // Still read as the served type, so the stateful rules see what the object
+                // would be once converted: a removed apiVersion must not hide its findings.
+                // Differences between the versions are not reported field by field.
+                legacy_defaults(&mut value);
+                if let Value::Mapping(mapping) = &mut value {
+                    mapping.insert(
+                        Value::String("apiVersion".to_owned()),
+                        Value::String(served.to_owned()),
+                    );
+                }
+                let (resource, more) =
+                    decode(served, &kind, value, &mut Vec::new()).expect("a served kind decodes");
+                errors.extend(more);
+                (resource, errors)
             }
             _ => {
                 run.skip(
@@ -350,8 +364,8 @@ fn read_value(source: &Arc<Source>, span: Span, root: Path, mut value: Value, ru
                 explain_path(&object.kind, &path)
             ));
     }
-    if let Some((path, message)) = error {
-        let message = if path.segments().is_empty() {
+    for (path, message) in errors {
+        let message = if path.segments().is_empty() || message.starts_with(&path.to_string()) {
             message
         } else {
             format!("`{path}`: {message}")
@@ -359,6 +373,134 @@ fn read_value(source: &Arc<Source>, span: Span, root: Path, mut value: Value, ru
         run.findings.add(&SCHEMA_ERROR, &object, &path, message);
     }
     run.objects.push(object);
+}
+
+/// Decodes `value` as `kind` of `api_version`, with the schema errors found: a value of the
+/// wrong type, or a required field left out (k8s-openapi fills those in with empty values,
+/// the API server refuses them). `None` when `api_version`/`kind` is not a type read here.
+fn decode(
+    api_version: &str,
+    kind: &str,
+    value: Value,
+    unknown: &mut Vec<Path>,
+) -> Option<(Resource, Vec<(Path, String)>)> {
+    Some(match Resource::decode(api_version, kind, value, unknown)? {
+        Ok(resource) => {
+            let errors = required_fields(&resource);
+            (resource, errors)
+        }
+        Err(error) => (Resource::Invalid, vec![error]),
+    })
+}
+
+/// The required fields manifests most often leave out, worded as the API server words them:
+/// a workload's `spec.selector`, and every container's `name`.
+fn required_fields(resource: &Resource) -> Vec<(Path, String)> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let spec = Path::root().key("spec");
+    let empty = |s: &LabelSelector| {
+        s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+    };
+    let (selector, pod) = match resource {
+        Resource::Deployment(d) => (
+            d.spec.as_ref().map(|s| empty(&s.selector)),
+            d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        ),
+        Resource::StatefulSet(d) => (
+            d.spec.as_ref().map(|s| empty(&s.selector)),
+            d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        ),
+        Resource::DaemonSet(d) => (
+            d.spec.as_ref().map(|s| empty(&s.selector)),
+            d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        ),
+        Resource::ReplicaSet(d) => (
+            d.spec.as_ref().map(|s| empty(&s.selector)),
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.spec.as_ref()),
+        ),
+        Resource::ReplicationController(d) => (
+            None,
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .and_then(|t| t.spec.as_ref()),
+        ),
+        Resource::Job(j) => (None, j.spec.as_ref().and_then(|s| s.template.spec.as_ref())),
+        Resource::CronJob(c) => (
+            None,
+            c.spec
+                .as_ref()
+                .and_then(|s| s.job_template.spec.as_ref())
+                .and_then(|s| s.template.spec.as_ref()),
+        ),
+        Resource::Pod(p) => (None, p.spec.as_ref()),
+        _ => (None, None),
+    };
+    let mut errors = Vec::new();
+    if selector == Some(true) {
+        let path = spec.key("selector");
+        errors.push((
+            path.clone(),
+            format!("{path}: Required value: the API server rejects this object"),
+        ));
+    }
+    let pod_path = match resource {
+        Resource::Pod(_) => spec,
+        Resource::CronJob(_) => spec
+            .key("jobTemplate")
+            .key("spec")
+            .key("template")
+            .key("spec"),
+        _ => spec.key("template").key("spec"),
+    };
+    for (list, containers) in pod.iter().flat_map(|p| {
+        [
+            (
+                "initContainers",
+                p.init_containers.as_deref().unwrap_or_default(),
+            ),
+            ("containers", p.containers.as_slice()),
+        ]
+    }) {
+        for (i, c) in containers.iter().enumerate() {
+            if c.name.is_empty() {
+                let path = pod_path.key(list).index(i).key("name");
+                errors.push((
+                    path.clone(),
+                    format!("{path}: Required value: the API server rejects this object"),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// What removed apiVersions defaulted that their successors require: `apps/v1beta1` and
+/// `extensions/v1beta1` workloads took their selector from the pod template's labels.
+fn legacy_defaults(value: &mut Value) {
+    let Some(Value::Mapping(spec)) = value.get_mut("spec") else {
+        return;
+    };
+    if spec.contains_key("selector") {
+        return;
+    }
+    let labels = spec
+        .get("template")
+        .and_then(|t| t.get("metadata"))
+        .and_then(|m| m.get("labels"))
+        .cloned();
+    if let Some(labels @ Value::Mapping(_)) = labels {
+        let mut selector = serde_norway::Mapping::new();
+        selector.insert(Value::String("matchLabels".to_owned()), labels);
+        spec.insert(
+            Value::String("selector".to_owned()),
+            Value::Mapping(selector),
+        );
+    }
 }
 
 /// `statefulset.spec.template` for `kubectl explain`: the parent of the unknown field, without

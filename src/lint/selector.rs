@@ -44,3 +44,41 @@ pub fn describe(labels: &Labels) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Items with selectors, filed under one label pair each, so that finding the ones that may
+/// select a pod costs a lookup per pod label instead of a pass over every item. Items whose
+/// selector has no pair (`{}`, or expressions only) are candidates for every pod.
+pub struct SelectorIndex<'a, T> {
+    by_pair: std::collections::HashMap<(&'a str, &'a str), Vec<T>>,
+    everywhere: Vec<T>,
+}
+
+impl<'a, T: Copy> SelectorIndex<'a, T> {
+    pub fn new() -> Self {
+        SelectorIndex {
+            by_pair: std::collections::HashMap::new(),
+            everywhere: Vec::new(),
+        }
+    }
+
+    /// Files `item` under one pair its selector requires (any one: a pod it selects has them all).
+    pub fn insert(&mut self, pairs: Option<&'a Labels>, item: T) {
+        match pairs.and_then(|p| p.iter().next()) {
+            Some((k, v)) => self
+                .by_pair
+                .entry((k.as_str(), v.as_str()))
+                .or_default()
+                .push(item),
+            None => self.everywhere.push(item),
+        }
+    }
+
+    /// The items that may select a pod with `labels`; the caller still checks each.
+    pub fn candidates<'s>(&'s self, labels: &'s Labels) -> impl Iterator<Item = T> + 's {
+        let filed = labels
+            .iter()
+            .filter_map(|(k, v)| self.by_pair.get(&(k.as_str(), v.as_str())))
+            .flatten();
+        self.everywhere.iter().chain(filed).copied()
+    }
+}

@@ -3,8 +3,9 @@
 //! serde_norway gives values without positions, so lines are found in the text itself: a
 //! document starts after its `---` marker, and a field is found by walking the document's
 //! block structure (mapping keys at one indentation, sequence dashes at one indentation) along
-//! the field's path. Block style is what Kubernetes manifests use; where the walk cannot go on
-//! (a flow collection such as `args: ["a", "b"]`), the line of the deepest field found is used.
+//! the field's path. Block style is what Kubernetes manifests use; flow collections (`args:
+//! ["a", "b"]`, or a whole document written as JSON) are walked bracket by bracket. Where the
+//! walk cannot go on, the line of the deepest field found is used.
 
 use std::fmt;
 
@@ -162,7 +163,12 @@ struct Node {
     end: usize,
     /// A scalar or flow collection on the line itself: nothing below it can be walked.
     inline: bool,
+    /// Where an inline value starts on `line` (a flow collection is walked from there).
+    value_col: usize,
 }
+
+/// A position in the source: line and byte column, both 0-based.
+type Pos = (usize, usize);
 
 /// Finds lines within one document.
 pub struct Locator<'a> {
@@ -200,15 +206,28 @@ impl<'a> Locator<'a> {
 
     fn walk(&self, path: &Path) -> Node {
         let start = self.start_line();
+        let col = indent_of(&self.lines[start]).unwrap_or(0);
         let mut node = Node {
             anchor: start,
             line: start,
-            col: indent_of(&self.lines[start]).unwrap_or(0),
+            col,
             end: self.span.end,
             inline: false,
+            value_col: col,
         };
-        for segment in path.segments() {
+        let segments = path.segments();
+        // A whole document written in flow style (`{"apiVersion": ...}`, as JSON is).
+        if self.text_at(start, col).starts_with(['{', '[']) {
+            return self.walk_flow(node, segments);
+        }
+        for (i, segment) in segments.iter().enumerate() {
             if node.inline {
+                if self
+                    .text_at(node.line, node.value_col)
+                    .starts_with(['{', '['])
+                {
+                    return self.walk_flow(node, &segments[i..]);
+                }
                 break;
             }
             let next = match segment {
@@ -221,6 +240,183 @@ impl<'a> Locator<'a> {
             }
         }
         node
+    }
+
+    /// Walks `segments` through the flow collection starting at (`node.line`,
+    /// `node.value_col`): keys and items separated by commas, quoted or plain, over any number
+    /// of lines. Stops at the deepest field found, like the block walk.
+    fn walk_flow(&self, mut node: Node, segments: &[Segment]) -> Node {
+        let mut at = (node.line, node.value_col);
+        for segment in segments {
+            let open = self.byte(at);
+            let found = match (segment, open) {
+                (Segment::Key(key), Some(b'{')) => self.flow_key(self.step(at), key),
+                (Segment::Index(index), Some(b'[')) => self.flow_item(self.step(at), *index),
+                _ => None,
+            };
+            let Some((anchor, value)) = found else {
+                break;
+            };
+            let end = self.skip_value(value);
+            node = Node {
+                anchor: anchor.0,
+                line: value.0,
+                col: value.1,
+                end: (end.0 + 1).min(self.span.end),
+                inline: true,
+                value_col: value.1,
+            };
+            at = value;
+        }
+        node
+    }
+
+    /// The byte at a position; a line's end reads as `\n`, the document's end as `None`.
+    fn byte(&self, (line, col): (usize, usize)) -> Option<u8> {
+        if line >= self.span.end {
+            return None;
+        }
+        Some(
+            self.lines[line]
+                .as_bytes()
+                .get(col)
+                .copied()
+                .unwrap_or(b'\n'),
+        )
+    }
+
+    fn step(&self, (line, col): (usize, usize)) -> (usize, usize) {
+        if col >= self.lines[line].len() {
+            (line + 1, 0)
+        } else {
+            (line, col + 1)
+        }
+    }
+
+    /// Past spaces, line ends and comments.
+    fn skip_blank(&self, mut at: (usize, usize)) -> (usize, usize) {
+        while let Some(b) = self.byte(at) {
+            match b {
+                b' ' | b'\t' | b'\n' | b'\r' => at = self.step(at),
+                b'#' => at = (at.0 + 1, 0),
+                _ => break,
+            }
+        }
+        at
+    }
+
+    /// Past one value (a scalar, quoted or plain, or a nested collection), to the `,` or the
+    /// closing bracket after it.
+    fn skip_value(&self, mut at: (usize, usize)) -> (usize, usize) {
+        let mut depth = 0usize;
+        while let Some(b) = self.byte(at) {
+            match b {
+                b'"' | b'\'' => {
+                    at = self.skip_quoted(at);
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth == 0 => return at,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return self.step(at);
+                    }
+                }
+                b',' if depth == 0 => return at,
+                _ => {}
+            }
+            at = self.step(at);
+        }
+        at
+    }
+
+    /// Past a quoted scalar starting at `at`.
+    fn skip_quoted(&self, at: (usize, usize)) -> (usize, usize) {
+        let quote = self.byte(at);
+        let mut at = self.step(at);
+        while let Some(b) = self.byte(at) {
+            if b == b'\\' && quote == Some(b'"') {
+                at = self.step(self.step(at));
+                continue;
+            }
+            if Some(b) == quote {
+                let next = self.step(at);
+                // `''` inside single quotes is one quote.
+                if quote == Some(b'\'') && self.byte(next) == Some(b'\'') {
+                    at = self.step(next);
+                    continue;
+                }
+                return next;
+            }
+            at = self.step(at);
+        }
+        at
+    }
+
+    /// In a flow mapping whose first entry may start at `at`: the key's position and its
+    /// value's.
+    fn flow_key(&self, mut at: (usize, usize), key: &str) -> Option<(Pos, Pos)> {
+        loop {
+            at = self.skip_blank(at);
+            let key_at = at;
+            let name = match self.byte(at)? {
+                b'}' => return None,
+                b'"' | b'\'' => {
+                    let end = self.skip_quoted(at);
+                    let text = if end.0 == at.0 {
+                        self.lines[at.0]
+                            .get(at.1 + 1..end.1.saturating_sub(1))
+                            .unwrap_or("")
+                    } else {
+                        ""
+                    };
+                    at = end;
+                    text
+                }
+                _ => {
+                    let line = &self.lines[at.0];
+                    let rest = &line[at.1..];
+                    let len = rest.find([':', ',', '}']).unwrap_or(rest.len());
+                    let text = rest[..len].trim_end();
+                    at = (at.0, at.1 + len);
+                    text
+                }
+            };
+            at = self.skip_blank(at);
+            if self.byte(at)? != b':' {
+                return None;
+            }
+            let value = self.skip_blank(self.step(at));
+            if name == key {
+                return Some((key_at, value));
+            }
+            at = self.skip_value(value);
+            match self.byte(at)? {
+                b',' => at = self.step(at),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Item `index` of a flow sequence whose first item may start at `at`.
+    fn flow_item(&self, mut at: (usize, usize), index: usize) -> Option<(Pos, Pos)> {
+        let mut seen = 0;
+        loop {
+            at = self.skip_blank(at);
+            if self.byte(at)? == b']' {
+                return None;
+            }
+            if seen == index {
+                return Some((at, at));
+            }
+            seen += 1;
+            at = self.skip_value(at);
+            match self.byte(at)? {
+                b',' => at = self.step(at),
+                _ => return None,
+            }
+        }
     }
 
     fn next_content(&self, from: usize, end: usize) -> Option<usize> {
@@ -261,14 +457,19 @@ impl<'a> Locator<'a> {
     /// The value of a key found at (`line`, `col`), whose text after the colon is `rest`.
     fn value_after_key(&self, line: usize, col: usize, rest: &str, end: usize) -> Node {
         let block_end = self.block_end(line, col, end);
+        let untrimmed = rest;
         let rest = rest.trim();
         let value_on_line = !rest.is_empty() && !rest.starts_with('#') && !is_properties_only(rest);
+        let after_key = self.text_at(line, col);
+        let value_col = col + after_key.len() - untrimmed.len()
+            + (untrimmed.len() - untrimmed.trim_start().len());
         let inline = Node {
             anchor: line,
             line,
             col,
             end: block_end,
             inline: true,
+            value_col,
         };
         if value_on_line {
             return inline;
@@ -283,6 +484,7 @@ impl<'a> Locator<'a> {
                         col: indent,
                         end: block_end,
                         inline: false,
+                        value_col: indent,
                     }
                 } else {
                     inline
@@ -343,22 +545,28 @@ impl<'a> Locator<'a> {
                 col: content_col,
                 end: item_end,
                 inline: content.starts_with(['|', '>', '[', '{', '"', '\'']),
+                value_col: content_col,
             };
         }
         match self.next_content(line + 1, item_end) {
-            Some(next) => Node {
-                anchor: line,
-                line: next,
-                col: indent_of(&self.lines[next]).unwrap_or(0),
-                end: item_end,
-                inline: false,
-            },
+            Some(next) => {
+                let indent = indent_of(&self.lines[next]).unwrap_or(0);
+                Node {
+                    anchor: line,
+                    line: next,
+                    col: indent,
+                    end: item_end,
+                    inline: false,
+                    value_col: indent,
+                }
+            }
             None => Node {
                 anchor: line,
                 line,
                 col,
                 end: item_end,
                 inline: true,
+                value_col: col,
             },
         }
     }
@@ -477,6 +685,22 @@ kind: Service
             Locator::new(&source, span).line_of_text(&args, "chown") + 1,
             17
         );
+    }
+
+    #[test]
+    fn finds_fields_in_flow_style() {
+        let text = "{\n  \"apiVersion\": \"v1\",\n  \"kind\": \"Pod\",\n  \"spec\": {\"containers\": [\n    {\"name\": \"a\"},\n    {\"name\": \"b\",\n     \"image\": \"x:1\"}]}\n}\n";
+        let source = Source::new("t", text);
+        let (span, _) = split_documents(&source)[0];
+        let locator = Locator::new(&source, span);
+        let containers = Path::root().key("spec").key("containers");
+        assert_eq!(locator.line_of(&Path::root().key("kind")) + 1, 3);
+        assert_eq!(locator.line_of(&containers.index(1).key("image")) + 1, 7);
+        assert_eq!(locator.line_of(&containers.index(0).key("name")) + 1, 5);
+        let block = Source::new("t", "a:\n  args: [\"x\",\n    \"10.0.0.1\"]\n");
+        let (span, _) = split_documents(&block)[0];
+        let args = Path::root().key("a").key("args").index(1);
+        assert_eq!(Locator::new(&block, span).line_of(&args) + 1, 3);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! One view over every object that runs pods (Deployment, StatefulSet, DaemonSet, ReplicaSet,
-//! Job, CronJob, Pod), so rules need not know where each kind keeps its pod spec.
+//! ReplicationController, Job, CronJob, Pod), so rules need not know where each kind keeps its pod spec.
 
 use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, PodSpec, PodTemplateSpec};
 
@@ -44,8 +44,14 @@ pub enum Storage<'a> {
     },
     HostPath(&'a str),
     /// A network filesystem every pod sees the same (nfs, cephfs, ...).
-    NetworkFilesystem(&'static str),
-    /// emptyDir, configMap, secret, projected, downwardAPI, ephemeral, ...
+    NetworkFilesystem {
+        kind: &'static str,
+        read_only: bool,
+    },
+    /// A disk attached directly in the pod spec (gcePersistentDisk, awsElasticBlockStore,
+    /// cinder, an inline CSI volume, ...): it outlives the pod like a PVC does.
+    Disk(&'static str),
+    /// emptyDir, configMap, secret, projected, downwardAPI, ephemeral, ...: gone with the pod.
     Other,
     /// No volume of that name.
     Missing,
@@ -70,7 +76,8 @@ impl Storage<'_> {
             ),
             Storage::Claim { claim_name, .. } => format!("PVC {claim_name}"),
             Storage::HostPath(path) => format!("hostPath {path}"),
-            Storage::NetworkFilesystem(kind) => format!("a {kind} volume"),
+            Storage::NetworkFilesystem { kind, .. } => format!("a {kind} volume"),
+            Storage::Disk(kind) => format!("a {kind} disk"),
             Storage::Other | Storage::Missing => "a volume".to_owned(),
         }
     }
@@ -126,6 +133,16 @@ fn workload(object: &Object) -> Option<Workload<'_>> {
                 true,
             )
         }
+        Resource::ReplicationController(rc) => {
+            let s = rc.spec.as_ref()?;
+            from_template(
+                object,
+                s.template.as_ref()?,
+                spec.key("template"),
+                Some(s.replicas.unwrap_or(1)),
+                true,
+            )
+        }
         Resource::StatefulSet(sts) => {
             let s = sts.spec.as_ref()?;
             let mut w = from_template(
@@ -172,6 +189,51 @@ fn workload(object: &Object) -> Option<Workload<'_>> {
         }
         _ => None,
     }
+}
+
+fn network(kind: &'static str, read_only: Option<bool>) -> Storage<'static> {
+    Storage::NetworkFilesystem {
+        kind,
+        read_only: read_only == Some(true),
+    }
+}
+
+/// Block and driver volumes written into the pod spec itself, which keep their data after the
+/// pod is gone. Inline CSI volumes count too, except the Secrets Store driver's, which only
+/// projects secrets.
+fn disk_kind(volume: &k8s_openapi::api::core::v1::Volume) -> Option<&'static str> {
+    let kinds = [
+        (volume.gce_persistent_disk.is_some(), "gcePersistentDisk"),
+        (
+            volume.aws_elastic_block_store.is_some(),
+            "awsElasticBlockStore",
+        ),
+        (volume.cinder.is_some(), "cinder"),
+        (volume.azure_disk.is_some(), "azureDisk"),
+        (volume.rbd.is_some(), "rbd"),
+        (volume.iscsi.is_some(), "iscsi"),
+        (volume.fc.is_some(), "fc"),
+        (volume.vsphere_volume.is_some(), "vsphereVolume"),
+        (volume.portworx_volume.is_some(), "portworxVolume"),
+        (
+            volume.photon_persistent_disk.is_some(),
+            "photonPersistentDisk",
+        ),
+        (volume.scale_io.is_some(), "scaleIO"),
+        (volume.storageos.is_some(), "storageos"),
+        (volume.flocker.is_some(), "flocker"),
+        (volume.flex_volume.is_some(), "flexVolume"),
+        (
+            volume
+                .csi
+                .as_ref()
+                .is_some_and(|csi| !csi.driver.contains("secrets-store")),
+            "csi",
+        ),
+    ];
+    kinds
+        .into_iter()
+        .find_map(|(set, kind)| set.then_some(kind))
 }
 
 impl<'a> Workload<'a> {
@@ -229,14 +291,18 @@ impl<'a> Workload<'a> {
             }
         } else if let Some(host) = &volume.host_path {
             Storage::HostPath(&host.path)
-        } else if volume.nfs.is_some() {
-            Storage::NetworkFilesystem("nfs")
-        } else if volume.cephfs.is_some() {
-            Storage::NetworkFilesystem("cephfs")
-        } else if volume.glusterfs.is_some() {
-            Storage::NetworkFilesystem("glusterfs")
-        } else if volume.azure_file.is_some() {
-            Storage::NetworkFilesystem("azureFile")
+        } else if let Some(nfs) = &volume.nfs {
+            network("nfs", nfs.read_only)
+        } else if let Some(ceph) = &volume.cephfs {
+            network("cephfs", ceph.read_only)
+        } else if let Some(gluster) = &volume.glusterfs {
+            network("glusterfs", gluster.read_only)
+        } else if let Some(azure) = &volume.azure_file {
+            network("azureFile", azure.read_only)
+        } else if let Some(quobyte) = &volume.quobyte {
+            network("quobyte", quobyte.read_only)
+        } else if let Some(kind) = disk_kind(volume) {
+            Storage::Disk(kind)
         } else {
             Storage::Other
         }

@@ -203,6 +203,75 @@ fn every_rule_finds_its_case_and_spares_the_close_one() {
     }
 }
 
+/// Patterns from real-world manifests (each written for this test): every finding of a rule
+/// that is not about posture must be marked, with its severity where marked. Files are linted
+/// one by one; a folder is linted as a whole.
+#[test]
+fn real_world_patterns_give_the_marked_findings_and_no_others() {
+    let dir = fixtures().join("precision");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    assert!(entries.len() >= 15, "{entries:?}");
+    for path in &entries {
+        let files = if path.is_dir() {
+            walk_yaml(path)
+        } else {
+            vec![path.clone()]
+        };
+        let (report, _) = lint_json(&[path]);
+        assert_marked(&report, &files, |r| !POSTURE.contains(&r));
+        assert!(report["unreadable"].as_array().unwrap().is_empty());
+    }
+
+    // The PodDisruptionBudget written as policy/v1beta1 still counts.
+    let (report, _) = lint_json(&[&dir.join("removed-api-versions.yaml")]);
+    assert!(
+        findings(&report)
+            .iter()
+            .all(|f| f["rule"] != "missing-disruption-budget"),
+        "{report:#}"
+    );
+    // Required fields are reported as the API server words them.
+    let (report, _) = lint_json(&[&dir.join("missing-required-fields.yaml")]);
+    let schema: Vec<&str> = findings(&report)
+        .iter()
+        .filter(|f| f["rule"] == "schema-error")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        schema
+            .iter()
+            .any(|m| m.contains("spec.selector: Required value"))
+            && schema
+                .iter()
+                .any(|m| m.contains("spec.template.spec.containers[0].name: Required value")),
+        "{schema:#?}"
+    );
+    // "database is locked" only where there is a database.
+    let (report, _) = lint_json(&[&dir.join("shared-files.yaml")]);
+    assert!(
+        findings(&report).iter().all(|f| !f["message"]
+            .as_str()
+            .unwrap()
+            .contains("database is locked")),
+        "{report:#}"
+    );
+    // Recreate with one replica: no claim that old and new pod share the data.
+    let (report, _) = lint_json(&[&dir.join("single-instance-recreate.yaml")]);
+    let recreate = findings(&report)
+        .iter()
+        .find(|f| f["rule"] == "database-as-deployment" && f["severity"] == "warning")
+        .expect("a warning for the Recreate Deployment");
+    let message = recreate["message"].as_str().unwrap();
+    assert!(
+        message.contains("Recreate") && !message.contains("old and the new pod share"),
+        "{message}"
+    );
+}
+
 #[test]
 fn every_rule_is_explained() {
     for rule in rule_ids() {

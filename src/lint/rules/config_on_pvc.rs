@@ -1,6 +1,9 @@
 //! Seed 002: a claim template named `config-volume` mounted with `subPath: config.json` onto
 //! `/config.json`.
 
+use std::collections::HashSet;
+
+use crate::lint::image;
 use crate::lint::objects::Object;
 use crate::lint::report::{Rule, Severity};
 use crate::lint::rules::Findings;
@@ -17,7 +20,9 @@ pub const CONFIG_ON_PVC: Rule = Rule {
         config.json`, so each pod gets an empty, writable, per-pod directory where the \
         ConfigMap's file was meant to be. A `subPath` mount onto a single file also never sees \
         updates. Found: a PVC or claim template mounted under /etc or at a path with a \
-        `config`/`conf` component, or onto a file with a configuration extension.",
+        `config`/`conf` component, or onto a file with a configuration extension, once per \
+        volume and object. Images that keep their own state under /config (the linuxserver.io \
+        and hotio families, Home Assistant, Jellyfin, Plex) are not flagged there.",
     fix: "Put configuration in a ConfigMap (or a Secret) and mount that; keep PVCs for the data \
         the application writes.",
 };
@@ -51,10 +56,17 @@ fn is_config_file(name: &str) -> bool {
 
 pub fn check(objects: &[Object], out: &mut Findings) {
     for w in workloads(objects) {
+        // One finding per volume and object: sidecars mounting the same claim add nothing.
+        let mut reported = HashSet::new();
         for c in w.containers() {
+            let keeps_state = c
+                .container
+                .image
+                .as_deref()
+                .is_some_and(image::keeps_state_in_config);
             for (k, mount) in c.container.volume_mounts.iter().flatten().enumerate() {
                 let storage = w.storage(&mount.name);
-                if !storage.is_claim() {
+                if !storage.is_claim() || reported.contains(mount.name.as_str()) {
                     continue;
                 }
                 let sub_path = mount.sub_path.as_deref().unwrap_or("");
@@ -63,6 +75,12 @@ pub fn check(objects: &[Object], out: &mut Findings) {
                 if !onto_file && !is_config_path(&mount.mount_path) {
                     continue;
                 }
+                // `/config` is where these images keep their database and the settings they
+                // write themselves: state, which belongs on a PVC.
+                if keeps_state && !onto_file && is_under(&mount.mount_path, "/config") {
+                    continue;
+                }
+                reported.insert(mount.name.as_str());
                 let what = if onto_file {
                     format!("{} (subPath {sub_path})", mount.mount_path)
                 } else {
@@ -82,4 +100,9 @@ pub fn check(objects: &[Object], out: &mut Findings) {
             }
         }
     }
+}
+
+fn is_under(path: &str, dir: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }

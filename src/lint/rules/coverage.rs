@@ -4,7 +4,7 @@
 use crate::lint::objects::{Object, Resource};
 use crate::lint::report::{Rule, Severity};
 use crate::lint::rules::Findings;
-use crate::lint::selector::{describe, selects};
+use crate::lint::selector::{SelectorIndex, describe, selects};
 use crate::lint::source::Path;
 use crate::lint::workload::workloads;
 
@@ -34,17 +34,32 @@ pub const MISSING_DISRUPTION_BUDGET: Rule = Rule {
 };
 
 pub fn check(objects: &[Object], out: &mut Findings) {
-    for w in workloads(objects) {
-        let policy = objects.iter().any(|o| match &o.resource {
+    // Policies and budgets filed by label, once: each workload then looks at the few that may
+    // select it, which keeps the rule linear in the number of objects.
+    let mut policies = SelectorIndex::new();
+    let mut budgets = SelectorIndex::new();
+    for o in objects {
+        match &o.resource {
             Resource::NetworkPolicy(np) => {
-                o.same_namespace(w.object)
-                    && np.spec.as_ref().is_some_and(|s| {
-                        s.pod_selector
-                            .as_ref()
-                            .is_none_or(|sel| selects(sel, &w.pod_labels))
-                    })
+                if let Some(spec) = &np.spec {
+                    let selector = spec.pod_selector.as_ref();
+                    policies.insert(
+                        selector.and_then(|s| s.match_labels.as_ref()),
+                        (o, selector),
+                    );
+                }
             }
-            _ => false,
+            Resource::PodDisruptionBudget(pdb) => {
+                if let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) {
+                    budgets.insert(selector.match_labels.as_ref(), (o, selector));
+                }
+            }
+            _ => {}
+        }
+    }
+    for w in workloads(objects) {
+        let policy = policies.candidates(&w.pod_labels).any(|(o, selector)| {
+            o.same_namespace(w.object) && selector.is_none_or(|sel| selects(sel, &w.pod_labels))
         });
         if !policy {
             let message = format!(
@@ -63,17 +78,9 @@ pub fn check(objects: &[Object], out: &mut Findings) {
         if w.kind() != "StatefulSet" || replicas < 2 {
             continue;
         }
-        let budget = objects.iter().any(|o| match &o.resource {
-            Resource::PodDisruptionBudget(pdb) => {
-                o.same_namespace(w.object)
-                    && pdb
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.selector.as_ref())
-                        .is_some_and(|s| selects(s, &w.pod_labels))
-            }
-            _ => false,
-        });
+        let budget = budgets
+            .candidates(&w.pod_labels)
+            .any(|(o, selector)| o.same_namespace(w.object) && selects(selector, &w.pod_labels));
         if !budget {
             let message = format!(
                 "{replicas} replicas and no PodDisruptionBudget among the files given: a node drain may evict them all at once"

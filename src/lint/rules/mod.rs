@@ -4,6 +4,7 @@
 pub mod config_on_pvc;
 pub mod coverage;
 pub mod database_as_deployment;
+pub mod duplicate;
 pub mod hardcoded_ip;
 pub mod host_path;
 pub mod init_owner;
@@ -37,10 +38,14 @@ pub const RULES: &[&Rule] = &[
     &posture::CAPABILITIES_NOT_DROPPED,
     &posture::MISSING_SECCOMP_PROFILE,
     &posture::UNPINNED_IMAGE,
+    &posture::PRIVILEGED_CONTAINER,
+    &posture::HOST_NETWORK,
+    &posture::HOST_PORT,
     &coverage::MISSING_NETWORK_POLICY,
     &coverage::MISSING_DISRUPTION_BUDGET,
     &host_path::HOSTPATH_VOLUME,
     &todo::UNFINISHED_TODO,
+    &duplicate::DUPLICATE_OBJECT,
     &schema::UNKNOWN_FIELD,
     &schema::SCHEMA_ERROR,
     &schema::INVALID_YAML,
@@ -67,6 +72,7 @@ pub fn check_all(objects: &[Object], out: &mut Findings) {
         coverage::check,
         host_path::check,
         todo::check,
+        duplicate::check,
     ];
     for check in checks {
         check(objects, out);

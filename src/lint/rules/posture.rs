@@ -1,5 +1,6 @@
-//! Container posture: probes, resources, the user, the root filesystem, capabilities, seccomp
-//! and image tags. Each is one small check over every container of every workload.
+//! Container posture: probes, resources, the user, the root filesystem, capabilities, seccomp,
+//! image tags, privileged mode and the node's namespaces and ports. Each is one small check
+//! over every container of every workload.
 
 use crate::lint::image;
 use crate::lint::objects::Object;
@@ -93,14 +94,90 @@ pub const UNPINNED_IMAGE: Rule = Rule {
     fix: "Pin the image to a version tag (postgres:16.4-alpine) or a digest (@sha256:...).",
 };
 
+pub const PRIVILEGED_CONTAINER: Rule = Rule {
+    id: "privileged-container",
+    severity: Severity::Warning,
+    summary: "a privileged container",
+    explanation: "`privileged: true` gives a container every capability and every device of \
+        the node, and lifts the seccomp and AppArmor confinement: root in it is root on the \
+        node. An application or database never needs it; a CNI or storage driver that does \
+        should say so with a suppression. The baseline Pod Security Standard forbids it.",
+    fix: "Remove `privileged: true`; add back the one capability really needed, if any.",
+};
+
+pub const HOST_NETWORK: Rule = Rule {
+    id: "host-network",
+    severity: Severity::Warning,
+    summary: "a pod in the node's network (or PID or IPC) namespace",
+    explanation: "With `hostNetwork: true` the pod uses the node's network stack: it can reach \
+        every port listening on the node's loopback, is not selected by NetworkPolicies the \
+        way other pods are, and two replicas on one node collide on their port. `hostPID` and \
+        `hostIPC` likewise share the node's processes and shared memory. The baseline Pod \
+        Security Standard forbids all three.",
+    fix: "Remove hostNetwork (and hostPID, hostIPC); expose the pod through a Service.",
+};
+
+pub const HOST_PORT: Rule = Rule {
+    id: "host-port",
+    severity: Severity::Warning,
+    summary: "a container port bound to a port of the node (hostPort)",
+    explanation: "A `hostPort` opens the port on the node's own address, past any Service and \
+        NetworkPolicy, and allows only one such pod per node: a second replica, or the new pod \
+        of a rolling update on the same node, stays Pending. The baseline Pod Security \
+        Standard restricts it.",
+    fix: "Remove hostPort and reach the pod through a Service (NodePort or LoadBalancer when it \
+        must be reachable from outside).",
+};
+
 pub fn check(objects: &[Object], out: &mut Findings) {
     for w in workloads(objects) {
+        host_namespaces(&w, out);
         for c in w.containers() {
+            privileged(&w, &c, out);
+            host_ports(&w, &c, out);
             probes(&w, &c, out);
             resources(&w, &c, out);
             user(&w, &c, out);
             security_context(&w, &c, out);
             image_tag(&w, &c, out);
+        }
+    }
+}
+
+fn host_namespaces(w: &Workload, out: &mut Findings) {
+    for (field, set) in [
+        ("hostNetwork", w.pod.host_network),
+        ("hostPID", w.pod.host_pid),
+        ("hostIPC", w.pod.host_ipc),
+    ] {
+        if set == Some(true) {
+            let message = format!("the pod sets {field}: true and shares the node's namespace");
+            out.add(&HOST_NETWORK, w.object, &w.pod_path.key(field), message);
+        }
+    }
+}
+
+fn privileged(w: &Workload, c: &ContainerRef, out: &mut Findings) {
+    let sc = c.container.security_context.as_ref();
+    if sc.and_then(|s| s.privileged) == Some(true) {
+        let message = format!(
+            "container {} is privileged: root in it is root on the node",
+            c.container.name
+        );
+        let path = c.path.key("securityContext").key("privileged");
+        out.add(&PRIVILEGED_CONTAINER, w.object, &path, message);
+    }
+}
+
+fn host_ports(w: &Workload, c: &ContainerRef, out: &mut Findings) {
+    for (i, port) in c.container.ports.iter().flatten().enumerate() {
+        if let Some(host_port) = port.host_port.filter(|p| *p > 0) {
+            let message = format!(
+                "container {} binds port {} of the node (hostPort): one such pod per node, past any NetworkPolicy",
+                c.container.name, host_port
+            );
+            let path = c.path.key("ports").index(i).key("hostPort");
+            out.add(&HOST_PORT, w.object, &path, message);
         }
     }
 }

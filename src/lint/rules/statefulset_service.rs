@@ -1,12 +1,14 @@
 //! Seed 001, mistake 5: "Forgetting the Headless Service"; seed 002's `serviceName` naming a
 //! Service that does not exist while the one that does is not headless.
 
+use std::collections::HashMap;
+
 use k8s_openapi::api::core::v1::Service;
 
 use crate::lint::objects::{Object, Resource};
 use crate::lint::report::{Rule, Severity};
 use crate::lint::rules::Findings;
-use crate::lint::selector::{describe, map_selects};
+use crate::lint::selector::{SelectorIndex, describe, map_selects};
 use crate::lint::source::Path;
 use crate::lint::workload::{Workload, workloads};
 
@@ -22,19 +24,24 @@ pub const STATEFULSET_SERVICE: Rule = Rule {
         whose selector does not match the pods' labels, the names never resolve: clients \
         configured with postgres-0.postgres-headless fail, and `nslookup` from the seeds' \
         walk-throughs finds nothing. When no Service of that name is among the files given at \
-        all, the finding is a warning: it may live in a file that was not checked.",
+        all, the finding is a warning: it may live in a file that was not checked. When several \
+        Services share the name (a whole repository linted at once), the one in the \
+        StatefulSet's own file is used, then one in its folder.",
     fix: "Create a Service named like `serviceName`, with `clusterIP: None` and a selector \
         matching the pod template's labels, before the StatefulSet.",
 };
 
 pub fn check(objects: &[Object], out: &mut Findings) {
-    let services: Vec<(&Object, &Service)> = objects
-        .iter()
-        .filter_map(|o| match &o.resource {
-            Resource::Service(s) => Some((o, s.as_ref())),
-            _ => None,
-        })
-        .collect();
+    // Services by name and by selector, built once, so that resolving N StatefulSets costs
+    // O(N) lookups rather than N passes over every Service.
+    let mut by_name: HashMap<&str, Vec<(&Object, &Service)>> = HashMap::new();
+    let mut by_selector = SelectorIndex::new();
+    for o in objects {
+        if let Resource::Service(s) = &o.resource {
+            by_name.entry(o.name.as_str()).or_default().push((o, s));
+            by_selector.insert(s.spec.as_ref().and_then(|s| s.selector.as_ref()), (o, &**s));
+        }
+    }
 
     for w in workloads(objects).filter(|w| w.kind() == "StatefulSet") {
         let Resource::StatefulSet(sts) = &w.object.resource else {
@@ -58,11 +65,30 @@ pub fn check(objects: &[Object], out: &mut Findings) {
             continue;
         };
 
-        let same_name: Vec<_> = services.iter().filter(|(o, _)| o.name == name).collect();
-        match same_name.iter().find(|(o, _)| o.same_namespace(w.object)) {
+        let same_name = by_name.get(name).map(Vec::as_slice).unwrap_or_default();
+        // Linting a whole repository, several applications may each have a Service of this
+        // name: the one in the StatefulSet's own file wins, then one in its folder.
+        let nearest = same_name
+            .iter()
+            .filter(|(o, _)| o.same_namespace(w.object))
+            .min_by_key(|(o, _)| closeness(w.object, o));
+        match nearest {
             Some((_, service)) => check_service(out, &w, &name_path, name, service),
-            None => missing_service(out, &w, &name_path, name, &services, &same_name),
+            None => missing_service(out, &w, &name_path, name, &by_selector, same_name),
         }
+    }
+}
+
+/// 0: the same file, 1: the same folder, 2: elsewhere.
+fn closeness(a: &Object, b: &Object) -> u8 {
+    if a.source.name == b.source.name {
+        0
+    } else if std::path::Path::new(&a.source.name).parent()
+        == std::path::Path::new(&b.source.name).parent()
+    {
+        1
+    } else {
+        2
     }
 }
 
@@ -109,8 +135,8 @@ fn missing_service(
     w: &Workload,
     path: &Path,
     name: &str,
-    services: &[(&Object, &Service)],
-    same_name: &[&(&Object, &Service)],
+    by_selector: &SelectorIndex<(&Object, &Service)>,
+    same_name: &[(&Object, &Service)],
 ) {
     if let Some((other, _)) = same_name.first() {
         let elsewhere = other.namespace.as_deref().unwrap_or("another namespace");
@@ -122,17 +148,14 @@ fn missing_service(
         );
         return;
     }
-    let selecting: Vec<&str> = services
-        .iter()
+    let selecting: Vec<&str> = by_selector
+        .candidates(&w.pod_labels)
         .filter(|(o, s)| {
             o.same_namespace(w.object)
-                && map_selects(
-                    &s.spec
-                        .as_ref()
-                        .and_then(|s| s.selector.clone())
-                        .unwrap_or_default(),
-                    &w.pod_labels,
-                )
+                && s.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|sel| map_selects(sel, &w.pod_labels))
         })
         .map(|(o, _)| o.name.as_str())
         .collect();

@@ -5,8 +5,10 @@
 //! Several rules may share a reason (`rule-a, rule-b: reason`); several entries go on separate
 //! lines of the annotation's value.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::lint::objects::{IGNORE_ANNOTATION, Object};
-use crate::lint::report::{Finding, Rule, Severity};
+use crate::lint::report::{Rule, Severity};
 use crate::lint::rules::{Findings, find};
 use crate::lint::source::Path;
 
@@ -35,6 +37,16 @@ pub const UNUSED_SUPPRESSION: Rule = Rule {
 /// Drops the findings suppressed by annotations and adds findings about the annotations
 /// themselves. Returns how many findings were suppressed.
 pub fn apply(objects: &[Object], findings: &mut Findings) -> usize {
+    // Findings counted per object and rule once, and dropped in one pass at the end: linear
+    // however many objects carry suppressions.
+    let mut counts: HashMap<(usize, &str), usize> = HashMap::new();
+    for f in &findings.items {
+        if let Some(index) = f.object_index {
+            *counts.entry((index, f.rule)).or_default() += 1;
+        }
+    }
+    let mut silence: HashSet<(usize, &str)> = HashSet::new();
+    let mut notes = Findings::default();
     let mut suppressed = 0;
     for object in objects {
         let Some(annotation) = object.ignore.as_deref() else {
@@ -50,29 +62,36 @@ pub fn apply(objects: &[Object], findings: &mut Findings) -> usize {
                 let message = format!(
                     "suppression `{entry}` gives no reason (\"RULE: reason\"), so it is not applied"
                 );
-                findings.add(&INVALID_SUPPRESSION, object, &path, message);
+                notes.add(&INVALID_SUPPRESSION, object, &path, message);
                 continue;
             }
             for id in ids.split(',').map(str::trim) {
-                if find(id).is_none() {
+                let Some(rule) = find(id) else {
                     let message = format!("suppression names `{id}`, which is not a rule");
-                    findings.add(&INVALID_SUPPRESSION, object, &path, message);
+                    notes.add(&INVALID_SUPPRESSION, object, &path, message);
                     continue;
-                }
-                let matches = |f: &Finding| f.rule == id && f.object_index == Some(object.index);
-                let before = findings.items.len();
-                findings.items.retain(|f| !matches(f));
-                let silenced = before - findings.items.len();
+                };
+                let key = (object.index, rule.id);
+                let silenced = if silence.insert(key) {
+                    counts.get(&key).copied().unwrap_or(0)
+                } else {
+                    0
+                };
                 suppressed += silenced;
                 if silenced == 0 {
                     let message = format!(
                         "suppression of `{id}` silences nothing: {} has no such finding",
                         object.id()
                     );
-                    findings.add(&UNUSED_SUPPRESSION, object, &path, message);
+                    notes.add(&UNUSED_SUPPRESSION, object, &path, message);
                 }
             }
         }
     }
+    findings.items.retain(|f| {
+        !f.object_index
+            .is_some_and(|i| silence.contains(&(i, f.rule)))
+    });
+    findings.items.append(&mut notes.items);
     suppressed
 }
