@@ -39,8 +39,11 @@ impl Browser {
             .unwrap_or_else(|e| panic!("chromedriver did not start: {e:#}"));
         let client = reqwest::Client::new();
         let profile = tempfile::tempdir().unwrap();
+        // The implicit wait: a click that submits the form returns before the next page has
+        // loaded, so each element looked up after it is waited for (each one is new there).
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "timeouts": {"implicit": 10_000},
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
