@@ -1006,7 +1006,7 @@ async fn cursors_are_checked_and_work_across_replicas() {
 /// documented, and each JSON body conforms to the documented schema.
 #[tokio::test]
 async fn the_openapi_document_matches_what_the_api_answers() {
-    use crate::users::{conforms, resolve};
+    use crate::support::openapi::{check_answer, conforms, resolve};
     let redis = TestRedis::start(false);
     let api = start_ready(&redis, &[]).await;
     let client = http();
@@ -1122,35 +1122,7 @@ async fn the_openapi_document_matches_what_the_api_answers() {
         let operation = &doc["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} is not documented");
         operations.insert(format!("{method} {path}"));
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16().to_string();
-        statuses.insert(status.clone());
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let text = response.text().await.unwrap();
-        let documented = operation["responses"]
-            .get(&status)
-            .unwrap_or_else(|| panic!("{method} {path} answered undocumented {status}: {text}"));
-        let documented = resolve(&doc, documented);
-        if content_type.starts_with("application/json") {
-            let schema = &documented["content"]["application/json"]["schema"];
-            assert!(
-                schema.is_object(),
-                "{method} {path} {status} has no JSON schema"
-            );
-            let body: Value = serde_json::from_str(&text).unwrap();
-            conforms(&doc, schema, &body, &format!("{method} {path} {status}"));
-        } else {
-            assert!(
-                documented["content"]
-                    .get(content_type.split(';').next().unwrap())
-                    .is_some(),
-                "{method} {path} {status} answered undocumented {content_type}"
-            );
-        }
+        statuses.insert(check_answer(&doc, operation, method, path, request).await);
     }
     for status in ["200", "400", "404", "409", "413", "414", "415", "422"] {
         assert!(

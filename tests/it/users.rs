@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 
+use crate::support::openapi::{check_answer, resolve};
 use crate::support::postgres::PrivateCluster;
 use crate::support::{Service, ServiceBuilder, TestDatabase};
 
@@ -718,69 +719,6 @@ async fn the_password_never_appears_in_logs_errors_or_help() {
     assert!(!help.contains(secret), "--help shows the password:\n{help}");
 }
 
-/// Resolves `{"$ref": "#/components/..."}` against the document.
-pub fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
-    match node.get("$ref").and_then(Value::as_str) {
-        Some(reference) => {
-            let pointer = reference.trim_start_matches('#');
-            resolve(
-                doc,
-                doc.pointer(pointer)
-                    .unwrap_or_else(|| panic!("dangling {reference}")),
-            )
-        }
-        None => node,
-    }
-}
-
-/// Checks the parts of JSON Schema the document uses: type object/array/integer/string,
-/// required, properties, items, const, enum, additionalProperties false.
-pub fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
-    let schema = resolve(doc, schema);
-    if let Some(expected) = schema.get("const") {
-        assert_eq!(value, expected, "{at}");
-    }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        assert!(options.contains(value), "{at}: {value} not in {options:?}");
-    }
-    match schema.get("type").and_then(Value::as_str) {
-        Some("object") => {
-            let object = value
-                .as_object()
-                .unwrap_or_else(|| panic!("{at}: not an object: {value}"));
-            for key in schema["required"].as_array().into_iter().flatten() {
-                assert!(
-                    object.contains_key(key.as_str().unwrap()),
-                    "{at}: missing {key} in {value}"
-                );
-            }
-            let properties = schema.get("properties").and_then(Value::as_object);
-            for (key, item) in object {
-                match properties.and_then(|p| p.get(key)) {
-                    Some(property) => conforms(doc, property, item, &format!("{at}.{key}")),
-                    None => assert!(
-                        schema.get("additionalProperties") != Some(&Value::Bool(false)),
-                        "{at}: undocumented field {key}"
-                    ),
-                }
-            }
-        }
-        Some("array") => {
-            for (i, item) in value
-                .as_array()
-                .unwrap_or_else(|| panic!("{at}: not an array"))
-                .iter()
-                .enumerate()
-            {
-                conforms(doc, &schema["items"], item, &format!("{at}[{i}]"));
-            }
-        }
-        Some("integer") => assert!(value.is_i64(), "{at}: not an integer: {value}"),
-        Some("string") => assert!(value.is_string(), "{at}: not a string: {value}"),
-        _ => {}
-    }
-}
-
 #[tokio::test]
 async fn the_openapi_document_matches_what_the_api_answers() {
     let db = TestDatabase::create().await;
@@ -842,34 +780,7 @@ async fn the_openapi_document_matches_what_the_api_answers() {
         let operation = &doc["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} is not documented");
         operations.insert(format!("{method} {path}"));
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16().to_string();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let text = response.text().await.unwrap();
-        let documented = operation["responses"]
-            .get(&status)
-            .unwrap_or_else(|| panic!("{method} {path} answered undocumented {status}: {text}"));
-        let documented = resolve(&doc, documented);
-        if content_type.starts_with("application/json") {
-            let schema = &documented["content"]["application/json"]["schema"];
-            assert!(
-                schema.is_object(),
-                "{method} {path} {status} has no JSON schema"
-            );
-            let body: Value = serde_json::from_str(&text).unwrap();
-            conforms(&doc, schema, &body, &format!("{method} {path} {status}"));
-        } else {
-            assert!(
-                documented["content"]
-                    .get(content_type.split(';').next().unwrap())
-                    .is_some(),
-                "{method} {path} {status} answered undocumented {content_type}"
-            );
-        }
+        check_answer(&doc, operation, method, path, request).await;
         checked += 1;
     }
     assert_eq!(checked, 21);

@@ -1,6 +1,7 @@
 //! What hostile or unlucky clients found: payloads a backend cannot hold, a frozen or full
 //! Redis, writes whose answer was lost, and the API document checked against real answers.
 
+use crate::support::openapi::{check_answer, resolve};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -287,99 +288,6 @@ pub async fn a_full_redis_answers_507_and_readiness_says_why() {
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 }
 
-/// Resolves `{"$ref": "#/components/..."}` against the document.
-fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
-    match node.get("$ref").and_then(Value::as_str) {
-        Some(reference) => resolve(
-            doc,
-            doc.pointer(reference.trim_start_matches('#'))
-                .unwrap_or_else(|| panic!("dangling {reference}")),
-        ),
-        None => node,
-    }
-}
-
-fn type_matches(name: &str, value: &Value) -> bool {
-    match name {
-        "object" => value.is_object(),
-        "array" => value.is_array(),
-        "integer" => value.is_i64() || value.is_u64(),
-        "number" => value.is_number(),
-        "string" => value.is_string(),
-        "boolean" => value.is_boolean(),
-        "null" => value.is_null(),
-        _ => panic!("unknown type {name}"),
-    }
-}
-
-/// Checks the parts of JSON Schema the document's responses use: type (one or several),
-/// required, properties, items, const, enum, minimum, maximum, allOf, anyOf.
-fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) {
-    let schema = resolve(doc, schema);
-    if let Some(expected) = schema.get("const") {
-        assert_eq!(value, expected, "{at}");
-    }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        assert!(options.contains(value), "{at}: {value} not in {options:?}");
-    }
-    match schema.get("type") {
-        Some(Value::String(name)) => {
-            assert!(type_matches(name, value), "{at}: not {name}: {value}")
-        }
-        Some(Value::Array(names)) => assert!(
-            names
-                .iter()
-                .any(|n| type_matches(n.as_str().unwrap(), value)),
-            "{at}: not one of {names:?}: {value}"
-        ),
-        _ => {}
-    }
-    if let (Some(min), Some(n)) = (
-        schema.get("minimum").and_then(Value::as_f64),
-        value.as_f64(),
-    ) {
-        assert!(n >= min, "{at}: {n} < {min}");
-    }
-    if let (Some(max), Some(n)) = (
-        schema.get("maximum").and_then(Value::as_f64),
-        value.as_f64(),
-    ) {
-        assert!(n <= max, "{at}: {n} > {max}");
-    }
-    for part in schema["allOf"].as_array().into_iter().flatten() {
-        conforms(doc, part, value, at);
-    }
-    if let Some(options) = schema.get("anyOf").and_then(Value::as_array) {
-        let fits = options
-            .iter()
-            .any(|option| std::panic::catch_unwind(|| conforms(doc, option, value, at)).is_ok());
-        assert!(fits, "{at}: matches no anyOf option: {value}");
-    }
-    if let Some(object) = value.as_object() {
-        for key in schema["required"].as_array().into_iter().flatten() {
-            assert!(
-                object.contains_key(key.as_str().unwrap()),
-                "{at}: missing {key} in {value}"
-            );
-        }
-        let properties = schema.get("properties").and_then(Value::as_object);
-        for (key, item) in object {
-            match properties.and_then(|p| p.get(key)) {
-                Some(property) => conforms(doc, property, item, &format!("{at}.{key}")),
-                None => assert!(
-                    schema.get("additionalProperties") != Some(&Value::Bool(false)),
-                    "{at}: undocumented field {key}"
-                ),
-            }
-        }
-    }
-    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
-        for (i, item) in array.iter().enumerate() {
-            conforms(doc, items, item, &format!("{at}[{i}]"));
-        }
-    }
-}
-
 pub async fn the_openapi_document_matches_what_the_api_answers(kind: Kind) {
     let store = Store::new(kind).await;
     let producer = store.producer();
@@ -482,35 +390,7 @@ pub async fn the_openapi_document_matches_what_the_api_answers(kind: Kind) {
                 documented
             }
         };
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16().to_string();
-        statuses.insert(status.clone());
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let text = response.text().await.unwrap();
-        let documented = operation["responses"]
-            .get(&status)
-            .unwrap_or_else(|| panic!("{method} {path} answered undocumented {status}: {text}"));
-        let documented = resolve(&doc, documented);
-        if content_type.starts_with("application/json") {
-            let schema = &documented["content"]["application/json"]["schema"];
-            assert!(
-                schema.is_object(),
-                "{method} {path} {status}: no JSON schema"
-            );
-            let body: Value = serde_json::from_str(&text).unwrap();
-            conforms(&doc, schema, &body, &format!("{method} {path} {status}"));
-        } else {
-            assert!(
-                documented["content"]
-                    .get(content_type.split(';').next().unwrap())
-                    .is_some(),
-                "{method} {path} {status} answered undocumented {content_type}"
-            );
-        }
+        statuses.insert(check_answer(&doc, operation, method, path, request).await);
     }
     for expected in [
         "200", "201", "400", "404", "405", "409", "413", "415", "422",

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod openapi;
 pub mod postgres;
 pub mod process;
 pub mod redis;
