@@ -10,3 +10,5 @@ pub mod queue;
 pub mod server;
 pub mod sys;
 pub mod users;
+
+pub mod verify;

@@ -36,6 +36,8 @@ enum Command {
     Users(statelab::users::Config),
     /// Concurrent HTTP load against one or more replicas, with an audit of what was stored
     Load(statelab::load::Args),
+    /// Run the seeds' experiments on the labs deployed in a real cluster, and score them
+    Verify(statelab::verify::VerifyArgs),
 }
 
 impl Command {
@@ -48,7 +50,7 @@ impl Command {
             Command::Queue(c) => Some(c.server.log_format),
             Command::Worker(c) => Some(c.server.log_format),
             Command::Users(c) => Some(c.server.log_format),
-            Command::Lint(_) | Command::Demo(_) | Command::Load(_) => None,
+            Command::Lint(_) | Command::Demo(_) | Command::Load(_) | Command::Verify(_) => None,
         }
     }
 }
@@ -78,6 +80,7 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::Users(c) => statelab::users::run(c).await.map(|()| ExitCode::SUCCESS),
             Command::Load(c) => statelab::load::run(c).await,
+            Command::Verify(args) => Ok(statelab::verify::run(args).await),
         }
     });
     match result {

@@ -1,0 +1,386 @@
+//! The cluster as the experiments see it: one namespace of the current kubeconfig's cluster,
+//! reached only through the Kubernetes API (the API server's proxy for HTTP, the exec
+//! subresource for commands in pods), so no kubectl and no network route to pods is needed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::api::{
+    Api, AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams,
+};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+
+use crate::demo::poll;
+
+/// How long a pod may take to be scheduled, started and ready again (a PostgreSQL restart
+/// on a slow node included).
+pub const POD_READY_WITHIN: Duration = Duration::from_secs(180);
+
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    pub namespace: String,
+}
+
+/// An HTTP answer read through the API server's proxy.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    /// The status and the start of the body, for a check's detail.
+    pub fn brief(&self) -> String {
+        let body: String = self.body.chars().take(200).collect();
+        format!("{} {}", self.status, body.trim())
+    }
+}
+
+/// What a command run in a pod printed, and whether it exited 0.
+#[derive(Debug)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub success: bool,
+}
+
+/// A pod as the experiments compare it before and after: which incarnation, its restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodState {
+    pub name: String,
+    pub uid: String,
+    pub restarts: i32,
+    pub ready: bool,
+}
+
+impl Cluster {
+    pub async fn connect(namespace: Option<String>) -> Result<Self> {
+        let client = Client::try_default().await.context(
+            "no cluster to talk to: set KUBECONFIG (or ~/.kube/config) to one, \
+             e.g. eval \"$(scripts/cluster.sh env)\"",
+        )?;
+        let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+        Ok(Self { client, namespace })
+    }
+
+    /// The same cluster, another namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+    pub fn statefulsets(&self) -> Api<StatefulSet> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+    pub fn services(&self) -> Api<Service> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+    pub fn claims(&self) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+    pub fn secrets(&self) -> Api<k8s_openapi::api::core::v1::Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Checks the API answers and the namespace exists, so that a wrong kubeconfig is one
+    /// clear error rather than a failed check per lab.
+    pub async fn check_reachable(&self) -> Result<()> {
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        match namespaces.get_opt(&self.namespace).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => bail!("namespace {:?} does not exist", self.namespace),
+            Err(e) => Err(anyhow!(e)).context("the cluster's API does not answer"),
+        }
+    }
+
+    /// An HTTP request to a Service (`service` is `name:port`) through the API server's proxy,
+    /// which sends each request to one of the Service's ready pods.
+    pub async fn service_http(
+        &self,
+        service: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        let uri = format!(
+            "/api/v1/namespaces/{}/services/{service}/proxy{path}",
+            self.namespace
+        );
+        self.proxy(method, &uri, body).await
+    }
+
+    /// An HTTP request to one pod (`pod` is `name:port`) through the API server's proxy.
+    pub async fn pod_http(
+        &self,
+        pod: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        let uri = format!(
+            "/api/v1/namespaces/{}/pods/{pod}/proxy{path}",
+            self.namespace
+        );
+        self.proxy(method, &uri, body).await
+    }
+
+    async fn proxy(&self, method: &str, uri: &str, body: Option<&Value>) -> Result<Answer> {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        let bytes = match body {
+            Some(value) => {
+                request = request.header("content-type", "application/json");
+                serde_json::to_vec(value)?
+            }
+            None => Vec::new(),
+        };
+        let request = request.body(kube::client::Body::from(bytes))?;
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.send(request))
+            .await
+            .with_context(|| format!("{method} {uri}: no answer within 30 s"))?
+            .with_context(|| format!("{method} {uri}"))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect_bytes().await?;
+        Ok(Answer {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// Runs a command in a pod's container (the first one when `container` is None), as
+    /// `kubectl exec` does.
+    pub async fn exec(
+        &self,
+        pod: &str,
+        container: Option<&str>,
+        command: &[&str],
+    ) -> Result<Output> {
+        let mut params = AttachParams::default().stdout(true).stderr(true);
+        if let Some(container) = container {
+            params = params.container(container);
+        }
+        let run = async {
+            let mut process = self
+                .pods()
+                .exec(pod, command.iter().copied(), &params)
+                .await
+                .with_context(|| format!("exec in pod {pod}"))?;
+            let mut stdout = process.stdout().context("no stdout")?;
+            let mut stderr = process.stderr().context("no stderr")?;
+            let status = process.take_status().context("no status")?;
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (read_out, read_err) =
+                tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+            read_out?;
+            read_err?;
+            let status = status.await;
+            let success = status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success");
+            Ok::<_, anyhow::Error>(Output {
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+                success,
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .with_context(|| format!("exec in pod {pod}: not finished within 60 s"))?
+    }
+
+    /// `kubectl run NAME --image=IMAGE --restart=Never --rm -i -- COMMAND...`: a one-off pod,
+    /// its output once it has ended, then the pod deleted.
+    pub async fn run_pod(&self, name: &str, image: &str, command: &[&str]) -> Result<Output> {
+        let pods = self.pods();
+        let _ = pods.delete(name, &DeleteParams::background()).await;
+        poll::until(Duration::from_secs(60), || async {
+            matches!(pods.get_opt(name).await, Ok(None)).then_some(())
+        })
+        .await
+        .with_context(|| format!("an earlier pod {name} is still there"))?;
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "statelab-verify"}},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": false,
+                "containers": [{"name": name, "image": image, "args": command,
+                                "imagePullPolicy": "IfNotPresent"}],
+            }
+        }))?;
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .with_context(|| format!("creating pod {name}"))?;
+        let phase = poll::until(POD_READY_WITHIN, || async {
+            let pod = pods.get_opt(name).await.ok().flatten()?;
+            let phase = pod.status?.phase?;
+            matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+        })
+        .await;
+        let logs = pods
+            .logs(name, &LogParams::default())
+            .await
+            .unwrap_or_default();
+        let _ = pods.delete(name, &DeleteParams::background()).await;
+        let phase = phase
+            .with_context(|| format!("pod {name} did not finish within {POD_READY_WITHIN:?}"))?;
+        Ok(Output {
+            stdout: logs,
+            stderr: String::new(),
+            success: phase == "Succeeded",
+        })
+    }
+
+    pub async fn pod_state(&self, name: &str) -> Result<Option<PodState>> {
+        Ok(self.pods().get_opt(name).await?.map(|pod| state_of(&pod)))
+    }
+
+    /// The pods matching a label selector, by name.
+    pub async fn pods_matching(&self, selector: &str) -> Result<BTreeMap<String, Pod>> {
+        let list = self
+            .pods()
+            .list(&ListParams::default().labels(selector))
+            .await?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| (p.name_any(), p))
+            .collect())
+    }
+
+    /// Deletes a pod and waits for its controller's replacement (a new UID) to be ready.
+    pub async fn delete_pod_and_wait(&self, name: &str) -> Result<PodState> {
+        let before = self
+            .pod_state(name)
+            .await?
+            .with_context(|| format!("pod {name} does not exist"))?;
+        self.pods()
+            .delete(name, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting pod {name}"))?;
+        self.wait_pod_ready(name, Some(&before.uid)).await
+    }
+
+    /// Waits until the pod exists (with another UID than `not_uid`) and is ready.
+    pub async fn wait_pod_ready(&self, name: &str, not_uid: Option<&str>) -> Result<PodState> {
+        poll::until(POD_READY_WITHIN, || async {
+            let state = self.pod_state(name).await.ok().flatten()?;
+            (state.ready && Some(state.uid.as_str()) != not_uid).then_some(state)
+        })
+        .await
+        .with_context(|| format!("pod {name} not ready again within {POD_READY_WITHIN:?}"))
+    }
+
+    pub async fn scale_deployment(&self, name: &str, replicas: i32) -> Result<()> {
+        let patch = json!({"spec": {"replicas": replicas}});
+        self.deployments()
+            .patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("scaling deployment {name} to {replicas}"))?;
+        self.wait_deployment(name, replicas).await
+    }
+
+    /// Waits until exactly `replicas` pods of the Deployment exist and all are ready (old pods
+    /// gone: a Recreate rollout or a scale-down has finished).
+    pub async fn wait_deployment(&self, name: &str, replicas: i32) -> Result<()> {
+        let selector = self.deployment_selector(name).await?;
+        poll::until(POD_READY_WITHIN, || async {
+            let all = self
+                .pods()
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            let ready = all.items.iter().filter(|p| state_of(p).ready).count() as i32;
+            (all.items.len() as i32 == replicas && ready == replicas).then_some(())
+        })
+        .await
+        .with_context(|| {
+            format!("deployment {name} not at {replicas} ready pods within {POD_READY_WITHIN:?}")
+        })
+    }
+
+    pub async fn deployment_selector(&self, name: &str) -> Result<String> {
+        let deployment = self
+            .deployments()
+            .get(name)
+            .await
+            .with_context(|| format!("deployment {name}"))?;
+        selector_string(deployment.spec.and_then(|s| s.selector.match_labels))
+    }
+
+    pub async fn statefulset_selector(&self, name: &str) -> Result<String> {
+        let set = self
+            .statefulsets()
+            .get(name)
+            .await
+            .with_context(|| format!("statefulset {name}"))?;
+        selector_string(set.spec.and_then(|s| s.selector.match_labels))
+    }
+
+    /// The PVC a pod mounts under the given volume name.
+    pub async fn claim_of(&self, pod: &str, volume: &str) -> Result<(String, String)> {
+        let pod = self.pods().get(pod).await?;
+        let claim = pod
+            .spec
+            .and_then(|s| s.volumes)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|v| v.name == volume)
+            .and_then(|v| v.persistent_volume_claim)
+            .map(|c| c.claim_name)
+            .with_context(|| {
+                format!(
+                    "pod {} mounts no PVC as volume {volume}",
+                    pod.metadata.name.unwrap_or_default()
+                )
+            })?;
+        let uid = self.claims().get(&claim).await?.uid().unwrap_or_default();
+        Ok((claim, uid))
+    }
+}
+
+pub fn state_of(pod: &Pod) -> PodState {
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        && pod.metadata.deletion_timestamp.is_none();
+    let restarts = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|c| c.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0);
+    PodState {
+        name: pod.name_any(),
+        uid: pod.uid().unwrap_or_default(),
+        restarts,
+        ready,
+    }
+}
+
+fn selector_string(labels: Option<BTreeMap<String, String>>) -> Result<String> {
+    let labels = labels.context("the workload has no matchLabels selector")?;
+    Ok(labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(","))
+}
