@@ -90,12 +90,17 @@ also_flags() { # also_flags <name:tag>...: --also for each
 
 # push_image <rootfs> <name:tag> [crane mutate flags...]: one layer from the tree, the image
 # config from the flags, pushed under every name given with --also <name:tag>.
+# --stop-signal SIG sets the image's StopSignal (crane mutate has no flag for it), which the
+# kubelet sends instead of SIGTERM, as Dockerfile's STOPSIGNAL does.
 push_image() {
-    local root=$1 name=$2 tar also=() mutate=() ref other
+    local root=$1 name=$2 tar also=() mutate=() ref other stop_signal=""
     shift 2
     while [ $# -gt 0 ]; do
         if [ "$1" = --also ]; then
             also+=("$2")
+            shift 2
+        elif [ "$1" = --stop-signal ]; then
+            stop_signal=$2
             shift 2
         else
             mutate+=("$1")
@@ -109,6 +114,11 @@ push_image() {
     (
         crane append --platform linux/amd64 -f "$tar" -t "$ref" &&
             crane mutate "$ref" --set-platform linux/amd64 "${mutate[@]}" -t "$ref" &&
+            if [ -n "$stop_signal" ]; then
+                crane config "$ref" |
+                    python3 -c 'import json, sys; c = json.load(sys.stdin); c["config"]["StopSignal"] = sys.argv[1]; json.dump(c, sys.stdout)' "$stop_signal" |
+                    crane edit config "$ref" >/dev/null
+            fi &&
             for other in "${also[@]}"; do crane copy "$ref" "$(registry_ref "$other")" || exit 1; done
     ) >>"$LOG_DIR/images.log" 2>&1 || die "pushing $name failed (see $LOG_DIR/images.log)"
     rm -f "$tar"
@@ -200,7 +210,11 @@ build_lab_images() {
     chown -R 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql"
     chmod 3777 "$root/var/run/postgresql"
     install -m 0755 "$CLUSTER_SRC/images/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+    # SIGINT, as the official image: PostgreSQL's fast shutdown. SIGTERM is its "smart" one,
+    # which waits for every client to disconnect (pooled clients never do: the pod would take
+    # its whole grace period to stop, then be killed and recover from its WAL).
     push_image "$root" "${POSTGRES_TAGS[0]}" --entrypoint docker-entrypoint.sh --cmd postgres --user 999:999 \
+        --stop-signal SIGINT \
         -e "PATH=/usr/local/bin:$pgbin:/usr/bin:/bin" -e PGDATA=/var/lib/postgresql/data -e LANG=C.UTF-8 \
         --exposed-ports 5432 $(also_flags "${POSTGRES_TAGS[@]:1}")
 
