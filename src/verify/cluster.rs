@@ -102,14 +102,23 @@ impl Cluster {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Checks the API answers and the namespace exists, so that a wrong kubeconfig is one
-    /// clear error rather than a failed check per lab.
-    pub async fn check_reachable(&self) -> Result<()> {
+    /// Checks the API answers, so that a wrong kubeconfig is one clear error rather than a
+    /// failed check per lab.
+    pub async fn check_api(&self) -> Result<()> {
+        let version =
+            tokio::time::timeout(Duration::from_secs(15), self.client.apiserver_version());
+        match version.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(anyhow!(e)).context("the cluster's API does not answer"),
+            Err(_) => bail!("the cluster's API does not answer within 15 s"),
+        }
+    }
+
+    pub async fn check_namespace(&self) -> Result<()> {
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        match namespaces.get_opt(&self.namespace).await {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => bail!("namespace {:?} does not exist", self.namespace),
-            Err(e) => Err(anyhow!(e)).context("the cluster's API does not answer"),
+        match namespaces.get_opt(&self.namespace).await? {
+            Some(_) => Ok(()),
+            None => bail!("namespace {:?} does not exist", self.namespace),
         }
     }
 

@@ -144,6 +144,7 @@ pub async fn run(args: VerifyArgs) -> ExitCode {
 
 async fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let base = Cluster::connect(args.namespace.clone()).await?;
+    base.check_api().await?;
     let current = base.namespace.clone();
     let mut labs = args.labs.clone();
     if labs.is_empty() {
@@ -165,7 +166,7 @@ async fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for lab in labs {
         let cluster = base.in_namespace(&lab.namespace(args.namespace.as_deref(), &current));
-        cluster.check_reachable().await?;
+        cluster.check_namespace().await?;
         if !args.json {
             eprintln!(
                 "verifying {} in namespace {} ...",

@@ -14,3 +14,4 @@ mod manifests;
 mod queue;
 mod support;
 mod users;
+mod verify;
