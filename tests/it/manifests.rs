@@ -1,6 +1,8 @@
 //! Cross-checks of deploy/k8s/ against each other and against the binary, for what schema
 //! validation cannot see: selectors that select, headless Services behind StatefulSets, ports
-//! that line up, probe paths the binary really serves, and commands that really exist.
+//! that line up, probe paths the binary really serves, commands that really exist, manifests
+//! that go into whatever namespace they are applied to, and NetworkPolicies that select the
+//! lab's own pods only.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,9 +30,13 @@ impl Object {
             .as_str()
             .unwrap_or("default")
     }
+    /// The lab folder right under deploy/k8s/ (`queue` for `queue/redis-backend/...`). Labs
+    /// share names (`postgres`, `redis-headless`, ...): they run one at a time in a namespace,
+    /// so objects refer to objects of their own lab only.
     fn lab(&self) -> String {
-        let parent = self.file.parent().unwrap();
-        parent.file_name().unwrap().to_string_lossy().into_owned()
+        let relative = self.file.strip_prefix(k8s_root()).unwrap();
+        let first = relative.components().next().unwrap();
+        first.as_os_str().to_string_lossy().into_owned()
     }
     fn id(&self) -> String {
         format!("{}/{} in {}", self.kind(), self.name(), self.file.display())
@@ -45,12 +51,16 @@ impl Object {
     }
 }
 
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+fn k8s_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s")
+}
+
+fn yaml_files(dir: &Path, exercises: bool, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            if path.file_name().unwrap() != "exercise" {
-                yaml_files(&path, out);
+            if exercises || path.file_name().unwrap() != "exercise" {
+                yaml_files(&path, exercises, out);
             }
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
@@ -62,9 +72,14 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn load_objects() -> Vec<Object> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    load(false)
+}
+
+/// Every object under deploy/k8s/, the exercise folders (unfinished on purpose) included or not.
+fn load(exercises: bool) -> Vec<Object> {
+    let root = k8s_root();
     let mut files = Vec::new();
-    yaml_files(&root, &mut files);
+    yaml_files(&root, exercises, &mut files);
     files.sort();
     let mut objects = Vec::new();
     for file in files {
@@ -148,7 +163,7 @@ fn every_service_selects_pods_and_its_ports_exist() {
         let selector = labels(&service.value["spec"]["selector"]);
         let pods: Vec<&Object> = objects
             .iter()
-            .filter(|o| o.namespace() == service.namespace())
+            .filter(|o| o.namespace() == service.namespace() && o.lab() == service.lab())
             .filter(|o| {
                 o.pod_template()
                     .is_some_and(|t| selects(&selector, &labels(&t["metadata"]["labels"])))
@@ -213,7 +228,7 @@ fn every_statefulset_names_a_headless_service_of_its_lab_that_selects_it() {
 }
 
 /// Literal environment of a container: `env` values and ConfigMaps it loads with `envFrom`.
-fn literal_env(container: &Value, namespace: &str, objects: &[Object]) -> Vec<(String, String)> {
+fn literal_env(container: &Value, owner: &Object, objects: &[Object]) -> Vec<(String, String)> {
     let mut env = Vec::new();
     for source in container["envFrom"]
         .as_sequence()
@@ -223,10 +238,12 @@ fn literal_env(container: &Value, namespace: &str, objects: &[Object]) -> Vec<(S
         let Some(name) = source["configMapRef"]["name"].as_str() else {
             continue;
         };
-        if let Some(map) = objects
-            .iter()
-            .find(|o| o.kind() == "ConfigMap" && o.name() == name && o.namespace() == namespace)
-        {
+        if let Some(map) = objects.iter().find(|o| {
+            o.kind() == "ConfigMap"
+                && o.name() == name
+                && o.namespace() == owner.namespace()
+                && o.lab() == owner.lab()
+        }) {
             env.extend(labels(&map.value["data"]));
         }
     }
@@ -283,7 +300,7 @@ fn statelab_containers(objects: &[Object]) -> Vec<StatelabContainer> {
             out.push(StatelabContainer {
                 id: object.id(),
                 args,
-                env: literal_env(container, object.namespace(), objects),
+                env: literal_env(container, object, objects),
                 probe_paths: paths,
             });
         }
@@ -365,6 +382,161 @@ async fn every_probe_path_is_served_by_the_binary() {
                 404,
                 "{id}: probe path {path} is not served"
             );
+        }
+    }
+}
+
+/// `kubectl apply -f deploy/k8s/<lab>/` installs into the current namespace (or the one `-n`
+/// names), so the seeds' commands and `default` DNS names work as written. Seed 003 names its
+/// namespace, `task-05`: the counter lab keeps it.
+#[test]
+fn no_lab_names_a_namespace_but_seed_003s_task_05() {
+    for object in load(true) {
+        let named = &object.value["metadata"]["namespace"];
+        if object.lab() == "counter" {
+            if object.kind() == "Namespace" {
+                assert_eq!(object.name(), "task-05", "{}", object.id());
+            } else {
+                assert_eq!(named.as_str(), Some("task-05"), "{}", object.id());
+            }
+        } else {
+            assert_ne!(object.kind(), "Namespace", "{}", object.id());
+            assert!(named.is_null(), "{} names a namespace", object.id());
+        }
+    }
+}
+
+/// A PersistentVolume is cluster-wide; a claimRef would pin it to one namespace's claim.
+#[test]
+fn persistent_volumes_bind_claims_from_any_namespace() {
+    let objects = load_objects();
+    for volume in objects.iter().filter(|o| o.kind() == "PersistentVolume") {
+        assert!(
+            volume.value["spec"]["claimRef"].is_null(),
+            "{} has a claimRef, which names a namespace",
+            volume.id()
+        );
+    }
+    for claim in objects
+        .iter()
+        .filter(|o| o.kind() == "PersistentVolumeClaim")
+    {
+        if let Some(name) = claim.value["spec"]["volumeName"].as_str() {
+            assert!(
+                objects.iter().any(|o| o.kind() == "PersistentVolume"
+                    && o.name() == name
+                    && o.lab() == claim.lab()),
+                "{}: no PersistentVolume {name} in its lab",
+                claim.id()
+            );
+        }
+    }
+}
+
+/// Whether a label selector (`matchLabels` and `matchExpressions`) selects these labels. An
+/// empty selector selects everything.
+fn label_selector_selects(selector: &Value, pod_labels: &BTreeMap<String, String>) -> bool {
+    let by_label = labels(&selector["matchLabels"])
+        .iter()
+        .all(|(k, v)| pod_labels.get(k) == Some(v));
+    let by_expression = selector["matchExpressions"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .all(|e| {
+            let value = pod_labels.get(e["key"].as_str().unwrap_or(""));
+            let values: Vec<&str> = e["values"]
+                .as_sequence()
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e["operator"].as_str().unwrap_or("") {
+                "In" => value.is_some_and(|v| values.contains(&v.as_str())),
+                "NotIn" => value.is_none_or(|v| !values.contains(&v.as_str())),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                other => panic!("unknown selector operator {other}"),
+            }
+        });
+    by_label && by_expression
+}
+
+fn is_empty_selector(selector: &Value) -> bool {
+    let empty = |v: &Value| {
+        v.is_null()
+            || v.as_mapping().is_some_and(|m| m.is_empty())
+            || v.as_sequence().is_some_and(|s| s.is_empty())
+    };
+    empty(&selector["matchLabels"]) && empty(&selector["matchExpressions"])
+}
+
+/// Labs share a namespace with whatever else runs there (`default`, say): every NetworkPolicy
+/// selects pods of its own lab by their labels, never every pod of the namespace, and every pod
+/// of the lab is covered by a default deny (Ingress and Egress) and may still resolve names.
+#[test]
+fn network_policies_select_the_labs_own_pods_only() {
+    let objects = load_objects();
+    let policies: Vec<&Object> = objects
+        .iter()
+        .filter(|o| o.kind() == "NetworkPolicy")
+        .collect();
+    assert!(!policies.is_empty());
+    let pods_of = |lab: String| -> Vec<(String, BTreeMap<String, String>)> {
+        objects
+            .iter()
+            .filter(|o| o.lab() == lab)
+            .filter_map(|o| {
+                o.pod_template()
+                    .map(|t| (o.id(), labels(&t["metadata"]["labels"])))
+            })
+            .collect()
+    };
+    for policy in &policies {
+        let selector = &policy.value["spec"]["podSelector"];
+        assert!(
+            !is_empty_selector(selector),
+            "{} selects every pod of the namespace",
+            policy.id()
+        );
+        assert!(
+            pods_of(policy.lab())
+                .iter()
+                .any(|(_, l)| label_selector_selects(selector, l)),
+            "{} selects no pod of its lab",
+            policy.id()
+        );
+    }
+    let labs: std::collections::BTreeSet<String> = policies.iter().map(|p| p.lab()).collect();
+    for lab in labs {
+        for (id, pod_labels) in pods_of(lab.clone()) {
+            let selecting: Vec<&&Object> = policies
+                .iter()
+                .filter(|p| p.lab() == lab)
+                .filter(|p| label_selector_selects(&p.value["spec"]["podSelector"], &pod_labels))
+                .collect();
+            for direction in ["Ingress", "Egress"] {
+                assert!(
+                    selecting.iter().any(|p| {
+                        p.value["spec"]["policyTypes"]
+                            .as_sequence()
+                            .is_some_and(|t| t.iter().any(|t| t.as_str() == Some(direction)))
+                    }),
+                    "no NetworkPolicy of {lab} limits {direction} of {id}"
+                );
+            }
+            let dns = selecting.iter().any(|p| {
+                p.value["spec"]["egress"]
+                    .as_sequence()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|rule| {
+                        rule["ports"].as_sequence().is_some_and(|ports| {
+                            ports.iter().any(|p| p["port"].as_u64() == Some(53))
+                        })
+                    })
+            });
+            assert!(dns, "the pods of {id} may not resolve names");
         }
     }
 }
