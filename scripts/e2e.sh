@@ -21,7 +21,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-ALL_LABS=(guestbook guestbook-postgres users cache queue queue-redis counter visits helm-counter)
+ALL_LABS=(guestbook guestbook-postgres users cache cache-exercise queue queue-redis counter counter-emptydir
+    counter-no-headless visits helm-counter)
 ROLLOUT_TIMEOUT=${E2E_ROLLOUT_TIMEOUT:-300} # seconds
 LAB_NS=default # where the labs without a namespace of their own run, as in the seeds
 
@@ -38,6 +39,17 @@ else
     command -v kubectl >/dev/null || { say "kubectl is not on PATH"; exit 1; }
     say "using the cluster of KUBECONFIG=$KUBECONFIG; the images must already be loaded there"
 fi
+# statelab verify grades every lab (docs/verify.md): the binary the images were built from, else
+# a debug build of this tree.
+VERIFY_BIN=${STATELAB_BIN:-}
+if [ -z "$VERIFY_BIN" ]; then
+    (cd "$ROOT" && cargo build --locked --quiet)
+    VERIFY_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/statelab
+fi
+VERIFY_REPORTS=${E2E_VERIFY_REPORTS:-$(mktemp -d)}
+mkdir -p "$VERIFY_REPORTS"
+: >"$VERIFY_REPORTS/scores"
+
 # The seeds' commands (`kubectl run … nslookup …`, `kubectl exec pod/web-app-0 …`) run as
 # written, without -n: in the current namespace, which must be the labs' one.
 current_ns=$(kubectl config view --minify -o jsonpath='{..namespace}')
@@ -338,6 +350,123 @@ diagnose() { # what a failing lab looked like, for the log
     done >&2
 }
 
+# statelab verify, the grader of docs/verify.md, on the lab just deployed. Full marks unless
+# an expected score is given (a broken variant must lose exactly its points); the JSON report
+# is kept in $VERIFY_REPORTS and the score table printed.
+verify_lab() { # verify_lab <verify lab> <namespace> [expected score]
+    local lab=$1 ns=$2 want=${3:-} report score max
+    report=$VERIFY_REPORTS/$lab-$ns${want:+-expect-$want}.json
+    "$VERIFY_BIN" verify "$lab" -n "$ns" --json >"$report" 2>"$report.err" || true
+    # "score max" on stdout; the checks on stderr; one line for the summary in scores.
+    read -r score max < <(python3 - "$report" "$VERIFY_REPORTS/scores" "${want:+  (broken variant: expected $want)}" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for lab in report["labs"]:
+    summary = "{:<20} {:<9} {:>3}/{:<3} {:>5.0f} s".format(
+        lab["lab"], lab["namespace"], lab["score"], lab["max"], lab["seconds"])
+    with open(sys.argv[2], "a") as scores:
+        print(summary + sys.argv[3], file=scores)
+    print("      verify " + summary, file=sys.stderr)
+    for c in lab["checks"]:
+        mark = "PASS" if c["passed"] else "FAIL"
+        print(f'        {mark} {c["points"]:>3}/{c["max"]:<3} {c["name"]}: {c["detail"][:160]}', file=sys.stderr)
+print(report["score"], report["max"])
+PY
+    ) || {
+        echo "statelab verify $lab -n $ns gave no report: $(tail -3 "$report.err")"
+        return 1
+    }
+    if [ "$score" != "${want:-$max}" ]; then
+        echo "statelab verify $lab: $score/$max, expected ${want:-$max}"
+        return 1
+    fi
+}
+
+# and_verify <verify lab> <namespace> <smoke command...>: the smoke checks, then the grader.
+and_verify() {
+    local lab=$1 ns=$2
+    shift 2
+    "$@" || return 1
+    verify_lab "$lab" "$ns"
+}
+
+# The exercise folder of the cache lab with every TODO answered from seed 001's hints
+# ("serviceName: redis-headless", "replicas: 2 (or your choice)", "Volume/template name:
+# redis-storage", "Access mode: ReadWriteOnce", "Storage: 500Mi or 1Gi", REDIS_HOST "the
+# stable DNS name of redis-0"), beside the lab's NetworkPolicies; prints the folder.
+cache_exercise_filled() {
+    local src=$ROOT/deploy/k8s/cache/exercise out
+    out=$(mktemp -d)
+    sed -e 's|: # TODO: the app label of every cache API object|: cache-api|' \
+        -e 's|: # TODO: how many API pods?.*|: 2|' \
+        -e 's|: # TODO: must match the pod template.s label|: cache-api|' \
+        -e 's|: # TODO: the label the Service selects|: cache-api|' \
+        -e 's|: # TODO: REDIS_HOST:.*|: redis-0.redis-headless|' \
+        -e 's|: # TODO: send traffic to the cache API pods|: cache-api|' \
+        "$src/cache-api-deployment.yaml" >"$out/cache-api-deployment.yaml"
+    sed -e 's|: # TODO: the app label of every Redis object|: redis|' \
+        -e 's|: # TODO: which value makes this Service headless?|: None|' \
+        -e 's|: # TODO: select the pods of the Redis StatefulSet|: redis|' \
+        "$src/redis-headless.yaml" >"$out/redis-headless.yaml"
+    sed -e 's|: # TODO: the app label of every Redis object|: redis|' \
+        -e 's|: # TODO: the headless Service that gives each pod its DNS name|: redis-headless|' \
+        -e 's|: # TODO: how many Redis pods?|: 2|' \
+        -e 's|: # TODO: must match the pod template.s label|: redis|' \
+        -e 's|: # TODO: the label the headless Service selects|: redis|' \
+        -e 's|: # TODO: the volumeClaimTemplate.s name|: redis-storage|' \
+        -e 's|: # TODO: becomes part of every PVC name|: redis-storage|' \
+        -e 's|: # TODO: one pod writes to each volume|: ["ReadWriteOnce"]|' \
+        -e 's|: # TODO: how much disk for each Redis pod?|: 1Gi|' \
+        "$src/redis-statefulset.yaml" >"$out/redis-statefulset.yaml"
+    cp "$ROOT/deploy/k8s/cache/networkpolicy.yaml" "$out/"
+    if grep -n 'TODO' "$out"/*.yaml >&2; then
+        echo "the exercise has a TODO the seed's hints do not answer" >&2
+        return 1
+    fi
+    echo "$out"
+}
+
+# Broken variants of seed 003's counter, generated from deploy/k8s/counter/: each must cost
+# exactly the points of its mistake in statelab verify (a grader that cannot fail is none).
+counter_variant() { # counter_variant emptydir|no-headless: prints the folder
+    local src=$ROOT/deploy/k8s/counter out
+    out=$(mktemp -d)
+    cp "$src/01-namespace.yaml" "$out/"
+    case "$1" in
+    no-headless) # the headless Service left out
+        cp "$src/03-statefulset.yaml" "$out/" ;;
+    emptydir) # the StatefulSet's volumeClaimTemplates turned into emptyDir volumes
+        cp "$src/02-service.yaml" "$out/"
+        kubectl apply --dry-run=client -o json -f "$src/03-statefulset.yaml" | python3 -c '
+import json, sys
+objects = json.load(sys.stdin)
+objects = objects["items"] if objects.get("kind") == "List" else [objects]
+for o in objects:
+    if o["kind"] == "StatefulSet":
+        templates = o["spec"].pop("volumeClaimTemplates")
+        volumes = o["spec"]["template"]["spec"].setdefault("volumes", [])
+        volumes += [{"name": t["metadata"]["name"], "emptyDir": {}} for t in templates]
+json.dump({"apiVersion": "v1", "kind": "List", "items": objects}, sys.stdout)' >"$out/03-statefulset.json" ;;
+    esac
+    echo "$out"
+}
+
+run_counter_variant() { # run_counter_variant <variant> <expected score>
+    local dir status=0
+    dir=$(counter_variant "$1")
+    run_namespaced_lab "$dir" verify_lab counter task-05 "$2" || status=1
+    rm -rf "$dir"
+    return "$status"
+}
+
+run_cache_exercise() {
+    local dir status=0
+    dir=$(cache_exercise_filled) || return 1
+    run_shared_lab and_verify cache "$LAB_NS" smoke_cache -- "$dir" || status=1
+    rm -rf "$dir"
+    return "$status"
+}
+
 # A lab without a namespace of its own, in the labs' namespace: its folders applied in order (as
 # the docs apply them), its workloads waited on, checked by the smoke command, then deleted.
 run_shared_lab() { # run_shared_lab <smoke command...> -- <dir>...
@@ -363,15 +492,16 @@ run_shared_lab() { # run_shared_lab <smoke command...> -- <dir>...
     return "$status"
 }
 
-run_namespaced_lab() { # run_namespaced_lab <dir> <smoke function>: the manifests name the namespace
-    local dir=$1 check=$2 ns status=0
+run_namespaced_lab() { # run_namespaced_lab <dir> <check command...>: the manifests name the namespace
+    local dir=$1 ns status=0
+    shift
     ns=$(kubectl apply --dry-run=client -f "$dir" -o jsonpath='{range .items[*]}{.metadata.namespace}{"\n"}{end}' | grep -v '^$' | sort -u)
     if ! kubectl apply -f "$dir" >/dev/null; then
         echo "kubectl apply -f $dir failed"
         status=1
     fi
     [ "$status" = 1 ] || wait_workloads "$ns" || status=1
-    [ "$status" = 1 ] || "$check" || status=1
+    [ "$status" = 1 ] || "$@" || status=1
     [ "$status" = 0 ] || diagnose "$ns"
     delete_namespaced_lab "$dir" "$ns" || status=1
     return "$status"
@@ -382,10 +512,11 @@ run_namespaced_lab() { # run_namespaced_lab <dir> <smoke function>: the manifest
 switch_queue_to_redis() {
     kubectl patch configmap queue-config -n "$LAB_NS" --type merge -p '{"data":{"QUEUE_BACKEND":"redis"}}' >/dev/null
     kubectl rollout restart -n "$LAB_NS" deployment/queue-api deployment/queue-worker >/dev/null
-    wait_workloads "$LAB_NS" "$ROOT/deploy/k8s/queue/" "$ROOT/deploy/k8s/queue/redis-backend/" && smoke_queue redis
+    wait_workloads "$LAB_NS" "$ROOT/deploy/k8s/queue/" "$ROOT/deploy/k8s/queue/redis-backend/" && smoke_queue redis &&
+        verify_lab queue "$LAB_NS"
 }
 
-run_helm_counter() { # seed 002's chart, installed, tested and upgraded by real Helm (docs/counter.md)
+run_helm_counter() { # seed 002's chart, installed, tested, graded and upgraded by real Helm (docs/counter.md)
     local ns=counter chart=$ROOT/deploy/helm/counter status=0
     kubectl create namespace "$ns" >/dev/null
     kubectl create secret generic counter-secrets -n "$ns" --from-literal=MY_PASS='change-me' >/dev/null
@@ -395,11 +526,26 @@ run_helm_counter() { # seed 002's chart, installed, tested and upgraded by real 
     elif ! helm test counter -n "$ns"; then
         echo "helm test failed"
         status=1
+    elif ! verify_lab chart "$ns"; then # OrderedReady, the chart's default
+        status=1
     elif ! helm upgrade counter "$chart" -n "$ns" --reuse-values --set updateStrategy.partition=1 \
         --set-string podAnnotations.rollout=canary --wait --timeout 5m; then
         echo "helm upgrade (canary partition) failed"
         status=1
     elif ! wait_workloads "$ns"; then
+        status=1
+    # podManagementPolicy cannot change on a StatefulSet: a second release shows Parallel.
+    elif ! helm uninstall counter -n "$ns" --wait >/dev/null; then
+        echo "helm uninstall failed"
+        status=1
+    elif ! helm install counter "$chart" -n "$ns" --set secrets.existingSecret=counter-secrets \
+        --set podManagementPolicy=Parallel --wait --timeout 5m >/dev/null; then
+        echo "helm install (Parallel) failed"
+        status=1
+    elif ! helm test counter -n "$ns" >/dev/null; then
+        echo "helm test (Parallel) failed"
+        status=1
+    elif ! verify_lab chart "$ns"; then
         status=1
     fi
     [ "$status" = 0 ] || diagnose "$ns"
@@ -416,7 +562,7 @@ run_guestbook() { # seed 000's hostPath volume needs its directory on the node (
         install -d -o 10001 -g 10001 "$dir"
     fi
     local status=0
-    run_shared_lab smoke_guestbook "$LAB_NS" stateful-app-service -- "$ROOT/deploy/k8s/guestbook/" || status=$?
+    run_shared_lab and_verify guestbook "$LAB_NS" smoke_guestbook "$LAB_NS" stateful-app-service -- "$ROOT/deploy/k8s/guestbook/" || status=$?
     # What the lab made on the node goes with it, passed or not.
     [ -z "$created" ] || rm -rf "$created"
     return "$status"
@@ -426,13 +572,16 @@ run_lab() {
     local k8s=$ROOT/deploy/k8s
     case "$1" in
     guestbook) run_guestbook ;;
-    guestbook-postgres) run_shared_lab smoke_guestbook "$LAB_NS" guestbook -- "$k8s/guestbook-postgres/" ;;
-    users) run_shared_lab smoke_users -- "$k8s/users/" ;;
-    cache) run_shared_lab smoke_cache -- "$k8s/cache/" ;;
-    queue) run_shared_lab smoke_queue -- "$k8s/queue/" ;;
+    guestbook-postgres) run_shared_lab and_verify guestbook-postgres "$LAB_NS" smoke_guestbook "$LAB_NS" guestbook -- "$k8s/guestbook-postgres/" ;;
+    users) run_shared_lab and_verify users "$LAB_NS" smoke_users -- "$k8s/users/" ;;
+    cache) run_shared_lab and_verify cache "$LAB_NS" smoke_cache -- "$k8s/cache/" ;;
+    cache-exercise) run_cache_exercise ;;
+    queue) run_shared_lab and_verify queue "$LAB_NS" smoke_queue -- "$k8s/queue/" ;;
     queue-redis) run_shared_lab switch_queue_to_redis -- "$k8s/queue/" "$k8s/queue/redis-backend/" ;;
-    counter) run_namespaced_lab "$k8s/counter/" smoke_counter ;;
-    visits) run_shared_lab smoke_visits -- "$k8s/visits/" ;;
+    counter) run_namespaced_lab "$k8s/counter/" and_verify counter task-05 smoke_counter ;;
+    counter-emptydir) run_counter_variant emptydir 95 ;;  # loses "Volume claim templates" (5)
+    counter-no-headless) run_counter_variant no-headless 90 ;; # loses "Headless service exists" (10)
+    visits) run_shared_lab and_verify visits "$LAB_NS" smoke_visits -- "$k8s/visits/" ;;
     helm-counter) run_helm_counter ;;
     *)
         echo "unknown lab '$1' (labs: ${ALL_LABS[*]})"
@@ -456,5 +605,9 @@ for lab in "${labs[@]}"; do
         failed+=("$lab")
     fi
 done
+if [ -s "$VERIFY_REPORTS/scores" ]; then
+    echo "statelab verify (reports in $VERIFY_REPORTS):"
+    sed 's/^/  /' "$VERIFY_REPORTS/scores"
+fi
 echo "e2e: ${passed}/${#labs[@]} labs passed${failed:+; failed: ${failed[*]}} (cluster: $([ "$own_cluster" = 1 ] && echo "scripts/cluster.sh" || echo "$KUBECONFIG"))"
 [ ${#failed[@]} -eq 0 ]

@@ -132,30 +132,33 @@ where
     }
 }
 
-/// Clients of a backend kept running while it was replaced: the same pods, no restarts.
-pub fn clients_kept_running(before: &[PodState], after: &[PodState], what: &str) -> Outcome {
+/// Clients of a backend kept running while it was replaced: the same pods, no restarts, and
+/// ready again (their readiness follows the backend's; a minute is given for the next probes).
+pub async fn clients_reconnected(cluster: &Cluster, selector: &str, before: &[PodState], what: &str) -> Outcome {
     let describe = |pods: &[PodState]| {
         pods.iter()
-            .map(|p| format!("{} (restarts {})", p.name, p.restarts))
+            .map(|p| format!("{} (restarts {}{})", p.name, p.restarts, if p.ready { "" } else { ", not ready" }))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let same_pods = before.len() == after.len()
-        && before
-            .iter()
-            .zip(after)
-            .all(|(b, a)| b.uid == a.uid && b.restarts == a.restarts && a.ready);
     if before.is_empty() {
-        Err(format!("no {what} pod found"))
-    } else if same_pods {
-        Ok(format!("{what} pods never restarted: {}", describe(after)))
-    } else {
-        Err(format!(
-            "{what} pods changed: before {}; after {}",
-            describe(before),
-            describe(after)
-        ))
+        return Err(format!("no {what} pod found"));
     }
+    let same_pods = |after: &[PodState]| {
+        before.len() == after.len() && before.iter().zip(after).all(|(b, a)| b.uid == a.uid && b.restarts == a.restarts)
+    };
+    let mut last = Vec::new();
+    for _ in 0..30 {
+        last = pod_states(cluster, selector).await?;
+        if !same_pods(&last) {
+            break;
+        }
+        if last.iter().all(|p| p.ready) {
+            return Ok(format!("{what} pods never restarted, ready again: {}", describe(&last)));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Err(format!("{what} pods: before {}; after {}", describe(before), describe(&last)))
 }
 
 fn short(uid: &str) -> &str {

@@ -159,7 +159,7 @@ async fn all_done(cluster: &Cluster, ids: &[i64]) -> Outcome {
             .collect();
         if pending.is_empty() {
             return Ok(format!(
-                "all {} done {:.0} s after the deletions began",
+                "all {} done, {:.0} s after the backend pod was back",
                 ids.len(),
                 started.elapsed().as_secs_f64()
             ));

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::{
-    Outcome, backend_pod_survives, clients_kept_running, failed, not_run, pod_states,
+    Outcome, backend_pod_survives, clients_reconnected, failed, not_run, pod_states,
     resolves_from_a_pod,
 };
 use crate::verify::cluster::{Answer, Cluster};
@@ -59,10 +59,7 @@ pub async fn verify(cluster: &Cluster) -> Vec<Check> {
     let reconnected = match (&survived, api_before) {
         (Err(why), _) => not_run(why),
         (Ok(_), Err(why)) => Err(why),
-        (Ok(_), Ok(before)) => match pod_states(cluster, API_PODS).await {
-            Ok(after) => clients_kept_running(&before, &after, "user-api"),
-            Err(why) => Err(why),
-        },
+        (Ok(_), Ok(before)) => clients_reconnected(cluster, API_PODS, &before, "user-api").await,
     };
 
     vec![
