@@ -59,9 +59,16 @@ impl Tally {
     }
 }
 
-/// `count` messages posted `concurrency` at a time through the Service, each with its own text.
-async fn write_burst(cluster: &Cluster, service: &str, tag: &str, count: usize) -> Tally {
-    let answers: Vec<_> = futures::stream::iter(0..count)
+/// `count` messages posted `CONCURRENCY` at a time through the Service, each with its own text
+/// (numbered from `first`, so that several bursts under one tag never repeat a text).
+async fn write_burst(
+    cluster: &Cluster,
+    service: &str,
+    tag: &str,
+    first: usize,
+    count: usize,
+) -> Tally {
+    let answers: Vec<_> = futures::stream::iter(first..first + count)
         .map(|i| {
             let text = format!("statelab verify {tag} #{i}");
             async move {
@@ -181,7 +188,7 @@ pub async fn sqlite(cluster: &Cluster) -> Vec<Check> {
             .scale_deployment(DEPLOYMENT, 1)
             .await
             .map_err(failed)?;
-        let tally = write_burst(cluster, SERVICE, &format!("{tag}a"), WRITES).await;
+        let tally = write_burst(cluster, SERVICE, &format!("{tag}a"), 0, WRITES).await;
         if tally.locked.is_empty() && tally.other.is_empty() {
             Ok(format!(
                 "1 replica, {WRITES} writes {CONCURRENCY} at a time: {}",
@@ -197,7 +204,7 @@ pub async fn sqlite(cluster: &Cluster) -> Vec<Check> {
     let three = async {
         cluster.scale_deployment(DEPLOYMENT, 3).await.map_err(failed)?;
         for round in 1..=ROUNDS {
-            let tally = write_burst(cluster, SERVICE, &format!("{tag}b"), WRITES).await;
+            let tally = write_burst(cluster, SERVICE, &format!("{tag}b"), round * WRITES, WRITES).await;
             three_tally.absorb(tally);
             if !three_tally.locked.is_empty() {
                 return Ok(format!("3 replicas, round {round}: {}", three_tally.summary()));
@@ -251,8 +258,8 @@ pub async fn postgres(cluster: &Cluster) -> Vec<Check> {
             .scale_deployment(DEPLOYMENT, 3)
             .await
             .map_err(failed)?;
-        for _ in 0..2 {
-            tally.absorb(write_burst(cluster, SERVICE, &tag, WRITES).await);
+        for round in 0..2 {
+            tally.absorb(write_burst(cluster, SERVICE, &tag, round * WRITES, WRITES).await);
         }
         Ok::<_, String>(())
     }

@@ -134,10 +134,22 @@ where
 
 /// Clients of a backend kept running while it was replaced: the same pods, no restarts, and
 /// ready again (their readiness follows the backend's; a minute is given for the next probes).
-pub async fn clients_reconnected(cluster: &Cluster, selector: &str, before: &[PodState], what: &str) -> Outcome {
+pub async fn clients_reconnected(
+    cluster: &Cluster,
+    selector: &str,
+    before: &[PodState],
+    what: &str,
+) -> Outcome {
     let describe = |pods: &[PodState]| {
         pods.iter()
-            .map(|p| format!("{} (restarts {}{})", p.name, p.restarts, if p.ready { "" } else { ", not ready" }))
+            .map(|p| {
+                format!(
+                    "{} (restarts {}{})",
+                    p.name,
+                    p.restarts,
+                    if p.ready { "" } else { ", not ready" }
+                )
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -145,7 +157,11 @@ pub async fn clients_reconnected(cluster: &Cluster, selector: &str, before: &[Po
         return Err(format!("no {what} pod found"));
     }
     let same_pods = |after: &[PodState]| {
-        before.len() == after.len() && before.iter().zip(after).all(|(b, a)| b.uid == a.uid && b.restarts == a.restarts)
+        before.len() == after.len()
+            && before
+                .iter()
+                .zip(after)
+                .all(|(b, a)| b.uid == a.uid && b.restarts == a.restarts)
     };
     let mut last = Vec::new();
     for _ in 0..30 {
@@ -154,11 +170,18 @@ pub async fn clients_reconnected(cluster: &Cluster, selector: &str, before: &[Po
             break;
         }
         if last.iter().all(|p| p.ready) {
-            return Ok(format!("{what} pods never restarted, ready again: {}", describe(&last)));
+            return Ok(format!(
+                "{what} pods never restarted, ready again: {}",
+                describe(&last)
+            ));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    Err(format!("{what} pods: before {}; after {}", describe(before), describe(&last)))
+    Err(format!(
+        "{what} pods: before {}; after {}",
+        describe(before),
+        describe(&last)
+    ))
 }
 
 fn short(uid: &str) -> &str {
