@@ -145,6 +145,10 @@ async fn stored_messages(
 /// Stored rows = acknowledged writes: none lost, none refused yet stored, none twice.
 async fn audit(cluster: &Cluster, service: &str, tag: &str, tally: &Tally) -> Outcome {
     let stored = stored_messages(cluster, service, tag).await?;
+    compare(&stored, tally)
+}
+
+fn compare(stored: &[String], tally: &Tally) -> Outcome {
     let unique: BTreeSet<String> = stored.iter().cloned().collect();
     let lost: Vec<_> = tally.acknowledged.difference(&unique).collect();
     let phantom: Vec<_> = unique.difference(&tally.acknowledged).collect();
@@ -300,4 +304,43 @@ pub async fn postgres(cluster: &Cluster) -> Vec<Check> {
         Check::new("writes served by several replicas", 20, spread),
         Check::new("stored messages = acknowledged writes", 40, audited),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(acknowledged: &[&str], locked: &[&str]) -> Tally {
+        Tally {
+            acknowledged: acknowledged.iter().map(|s| s.to_string()).collect(),
+            locked: locked.iter().map(|s| s.to_string()).collect(),
+            ..Tally::default()
+        }
+    }
+
+    fn stored(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_audit_passes_only_when_stored_equals_acknowledged() {
+        let t = tally(&["#0", "#1"], &["#2"]);
+        assert!(compare(&stored(&["#1", "#0"]), &t).is_ok());
+        // Lost, phantom (a refused write stored anyway), stored twice.
+        assert!(
+            compare(&stored(&["#0"]), &t)
+                .unwrap_err()
+                .starts_with("1 acknowledged but not stored")
+        );
+        assert!(
+            compare(&stored(&["#0", "#1", "#2"]), &t)
+                .unwrap_err()
+                .contains("1 stored but not acknowledged")
+        );
+        assert!(
+            compare(&stored(&["#0", "#1", "#1"]), &t)
+                .unwrap_err()
+                .ends_with("1 stored twice")
+        );
+    }
 }
