@@ -355,7 +355,8 @@ diagnose() { # what a failing lab looked like, for the log
 # is kept in $VERIFY_REPORTS and the score table printed.
 verify_lab() { # verify_lab <verify lab> <namespace> [expected score]
     local lab=$1 ns=$2 want=${3:-} report score max
-    report=$VERIFY_REPORTS/$lab-$ns${want:+-expect-$want}.json
+    # Numbered in run order: a lab may be graded more than once (the chart, the variants).
+    report=$VERIFY_REPORTS/$(printf '%02d' "$(wc -l <"$VERIFY_REPORTS/scores")")-$lab-$ns${want:+-expect-$want}.json
     "$VERIFY_BIN" verify "$lab" -n "$ns" --json >"$report" 2>"$report.err" || true
     # "score max" on stdout; the checks on stderr; one line for the summary in scores.
     read -r score max < <(python3 - "$report" "$VERIFY_REPORTS/scores" "${want:+  (broken variant: expected $want)}" <<'PY'
