@@ -6,10 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{
-    Outcome, backend_pod_survives, clients_reconnected, failed, not_run, pod_states,
-    resolves_from_a_pod, run_tag,
-};
+use super::{Outcome, backend_deleted_under_api, failed, not_run, resolves_from_a_pod, run_tag};
 use crate::verify::cluster::Cluster;
 use crate::verify::report::Check;
 
@@ -45,12 +42,14 @@ pub async fn verify(cluster: &Cluster) -> Vec<Check> {
     )
     .await;
 
-    let api_before = pod_states(cluster, API_PODS).await;
-    let survived = match &written {
-        Err(why) => not_run(why),
-        Ok(_) => {
-            backend_pod_survives(cluster, "redis-0", "redis-storage", || async {
-                for (key, value) in &keys {
+    let keys = &keys;
+    let (survived, reconnected) = backend_deleted_under_api(
+        cluster,
+        ("redis-0", "redis-storage"),
+        (API_PODS, "cache-api"),
+        written.clone().map(|_| {
+            move || async move {
+                for (key, value) in keys {
                     let answer = cluster
                         .service_http(SERVICE, "GET", &format!("/cache/{key}"), None)
                         .await
@@ -60,15 +59,10 @@ pub async fn verify(cluster: &Cluster) -> Vec<Check> {
                     }
                 }
                 Ok(format!("all {} keys still there (AOF)", keys.len()))
-            })
-            .await
-        }
-    };
-    let reconnected = match (&survived, api_before) {
-        (Err(why), _) => not_run(why),
-        (Ok(_), Err(why)) => Err(why),
-        (Ok(_), Ok(before)) => clients_reconnected(cluster, API_PODS, &before, "cache-api").await,
-    };
+            }
+        }),
+    )
+    .await;
     vec![
         Check::new("GET /health: healthy, Redis connected", 10, health),
         Check::new(

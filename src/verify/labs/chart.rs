@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use base64::Engine;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -236,20 +236,10 @@ fn became_ready(pod: &Pod) -> Option<&Time> {
 /// Every pod deleted at once; the controller re-creates them one at a time, each after the
 /// previous is ready (OrderedReady), or all together (Parallel). Seen in the timestamps.
 async fn start_order(cluster: &Cluster, set: &str) -> Outcome {
-    let spec = cluster
-        .statefulsets()
-        .get(set)
-        .await
-        .map_err(|e| e.to_string())?
-        .spec
-        .unwrap_or_default();
+    let (spec, replicas) = spec_with_two_replicas(cluster, set, "start order").await?;
     let policy = spec
         .pod_management_policy
         .unwrap_or_else(|| "OrderedReady".into());
-    let replicas = spec.replicas.unwrap_or(1);
-    if replicas < 2 {
-        return Err(format!("{replicas} replica: start order needs at least 2"));
-    }
     let before = pods_of(cluster, set).await.map_err(failed)?;
     let old: Vec<String> = before.iter().filter_map(|p| p.uid()).collect();
     let selector = cluster.statefulset_selector(set).await.map_err(failed)?;
@@ -297,6 +287,26 @@ async fn start_order(cluster: &Cluster, set: &str) -> Outcome {
     Ok(detail)
 }
 
+/// The set's spec and replica count, when it has at least two replicas (`what` needs them).
+async fn spec_with_two_replicas(
+    cluster: &Cluster,
+    set: &str,
+    what: &str,
+) -> Result<(StatefulSetSpec, i32), String> {
+    let spec = cluster
+        .statefulsets()
+        .get(set)
+        .await
+        .map_err(|e| e.to_string())?
+        .spec
+        .unwrap_or_default();
+    let replicas = spec.replicas.unwrap_or(1);
+    if replicas < 2 {
+        return Err(format!("{replicas} replica: {what} needs at least 2"));
+    }
+    Ok((spec, replicas))
+}
+
 fn revision(pod: &Pod) -> String {
     pod.labels()
         .get("controller-revision-hash")
@@ -308,16 +318,7 @@ fn revision(pod: &Pod) -> String {
 /// Then the partition and the template are put back.
 async fn canary(cluster: &Cluster, set: &str) -> Outcome {
     let sets = cluster.statefulsets();
-    let spec = sets
-        .get(set)
-        .await
-        .map_err(|e| e.to_string())?
-        .spec
-        .unwrap_or_default();
-    let replicas = spec.replicas.unwrap_or(1);
-    if replicas < 2 {
-        return Err(format!("{replicas} replica: a canary needs at least 2"));
-    }
+    let (spec, replicas) = spec_with_two_replicas(cluster, set, "a canary").await?;
     let strategy = spec.update_strategy.unwrap_or_default();
     if strategy.type_.as_deref() == Some("OnDelete") {
         return Err("updateStrategy OnDelete: partition does not apply".into());
@@ -391,16 +392,7 @@ async fn canary(cluster: &Cluster, set: &str) -> Outcome {
 /// (Delete); scaled back up, the pod gets its own PVC back when it was kept.
 async fn retention(cluster: &Cluster, set: &str) -> Outcome {
     let sets = cluster.statefulsets();
-    let spec = sets
-        .get(set)
-        .await
-        .map_err(|e| e.to_string())?
-        .spec
-        .unwrap_or_default();
-    let replicas = spec.replicas.unwrap_or(1);
-    if replicas < 2 {
-        return Err(format!("{replicas} replica: scaling down needs at least 2"));
-    }
+    let (spec, replicas) = spec_with_two_replicas(cluster, set, "scaling down").await?;
     let template = spec
         .volume_claim_templates
         .and_then(|t| t.into_iter().next())

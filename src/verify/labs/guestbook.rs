@@ -73,10 +73,23 @@ async fn write_burst(
             let text = format!("statelab verify {tag} #{i}");
             async move {
                 let body = json!({"name": "statelab verify", "message": text});
-                let answer = cluster
-                    .service_http(service, "POST", "/api/messages", Some(&body))
-                    .await;
-                (text, answer)
+                // A 503 other than the lock that says `"stored": false` (no database connection
+                // in time, a replica draining) is retried, as a client honouring Retry-After
+                // would; "database is locked" is the lesson and is counted, not retried.
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    let answer = cluster
+                        .service_http(service, "POST", "/api/messages", Some(&body))
+                        .await;
+                    let retry = matches!(&answer, Ok(a) if a.status == 503
+                        && !a.body.contains("database is locked")
+                        && a.json().is_some_and(|j| j["stored"] == false));
+                    if !retry || attempt == 3 {
+                        break (text, answer);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
             }
         })
         .buffer_unordered(CONCURRENCY)

@@ -132,6 +132,32 @@ where
     }
 }
 
+/// Seed 001's experiment on an API over a StatefulSet backend: the backend pod deleted (its
+/// data checked by `data_intact` once it is back), then the API pods found unrestarted. Either
+/// outcome is "not run" when the data could not be prepared (`data_intact` is an `Err`).
+pub async fn backend_deleted_under_api<F, Fut>(
+    cluster: &Cluster,
+    (pod, volume): (&str, &str),
+    (api_pods, api): (&str, &str),
+    data_intact: Result<F, String>,
+) -> (Outcome, Outcome)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let api_before = pod_states(cluster, api_pods).await;
+    let survived = match data_intact {
+        Err(why) => not_run(&why),
+        Ok(data_intact) => backend_pod_survives(cluster, pod, volume, data_intact).await,
+    };
+    let reconnected = match (&survived, api_before) {
+        (Err(why), _) => not_run(why),
+        (Ok(_), Err(why)) => Err(why),
+        (Ok(_), Ok(before)) => clients_reconnected(cluster, api_pods, &before, api).await,
+    };
+    (survived, reconnected)
+}
+
 /// Clients of a backend kept running while it was replaced: the same pods, no restarts, and
 /// ready again (their readiness follows the backend's; a minute is given for the next probes).
 pub async fn clients_reconnected(

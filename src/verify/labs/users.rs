@@ -7,10 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{
-    Outcome, backend_pod_survives, clients_reconnected, failed, not_run, pod_states,
-    resolves_from_a_pod,
-};
+use super::{Outcome, backend_deleted_under_api, failed, resolves_from_a_pod};
 use crate::verify::cluster::{Answer, Cluster};
 use crate::verify::report::Check;
 
@@ -34,33 +31,36 @@ pub async fn verify(cluster: &Cluster) -> Vec<Check> {
     )
     .await;
 
-    let api_before = pod_states(cluster, API_PODS).await;
-    let survived = match all_emails(cluster).await {
-        Err(why) => not_run(&format!("the users could not be listed before: {why}")),
-        Ok(before) if before.is_empty() => not_run("no user to lose"),
-        Ok(before) => {
-            backend_pod_survives(cluster, "postgres-0", "postgres-storage", || async {
-                let after = all_emails(cluster).await?;
-                let missing: Vec<_> = before.difference(&after).collect();
-                if missing.is_empty() {
-                    Ok(format!("all {} users still there", before.len()))
-                } else {
-                    Err(format!(
-                        "{} of {} users missing, e.g. {:?}",
-                        missing.len(),
-                        before.len(),
-                        missing[0]
-                    ))
+    let before = match all_emails(cluster).await {
+        Err(why) => Err(format!("the users could not be listed before: {why}")),
+        Ok(before) if before.is_empty() => Err("no user to lose".to_string()),
+        Ok(before) => Ok(before),
+    };
+    let (survived, reconnected) = backend_deleted_under_api(
+        cluster,
+        ("postgres-0", "postgres-storage"),
+        (API_PODS, "user-api"),
+        before.map(|before| {
+            move || {
+                let before = before.clone();
+                async move {
+                    let after = all_emails(cluster).await?;
+                    let missing: Vec<_> = before.difference(&after).collect();
+                    if missing.is_empty() {
+                        Ok(format!("all {} users still there", before.len()))
+                    } else {
+                        Err(format!(
+                            "{} of {} users missing, e.g. {:?}",
+                            missing.len(),
+                            before.len(),
+                            missing[0]
+                        ))
+                    }
                 }
-            })
-            .await
-        }
-    };
-    let reconnected = match (&survived, api_before) {
-        (Err(why), _) => not_run(why),
-        (Ok(_), Err(why)) => Err(why),
-        (Ok(_), Ok(before)) => clients_reconnected(cluster, API_PODS, &before, "user-api").await,
-    };
+            }
+        }),
+    )
+    .await;
 
     vec![
         Check::new("GET /health: healthy, database connected", 10, health),
