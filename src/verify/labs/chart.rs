@@ -261,10 +261,11 @@ async fn start_order(cluster: &Cluster, set: &str) -> Outcome {
             return Err("a pod without timestamps".into());
         };
         let waited = next_created.0 >= prev_ready.0;
+        let gap = (next_created.0 - prev_ready.0).as_seconds_f64().abs();
         seen.push(format!(
-            "{} created {} after {} was ready",
+            "{} created {gap:.0} s {} {} was ready",
             next.name_any(),
-            if waited { "at or" } else { "before it" },
+            if waited { "after" } else { "before" },
             prev.name_any()
         ));
         let expected = policy != "Parallel";
