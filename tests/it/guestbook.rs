@@ -866,3 +866,49 @@ fn an_unwritable_data_directory_is_a_clear_error() {
     assert!(stderr.contains("--user"), "{stderr}");
     assert!(!data.join("database.db").exists());
 }
+
+/// Any change to the file shows on the page at once, whoever made it: this replica, another
+/// replica, or another program on the file (a guard for any cache of the page).
+#[tokio::test]
+async fn the_page_shows_every_change_to_the_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = sqlite_replica(dir.path(), "guestbook-0");
+    let b = sqlite_replica(dir.path(), "guestbook-1");
+    a.wait_ready().await;
+    b.wait_ready().await;
+    let client = support::http();
+    let page = |replica: &Service| {
+        let url = replica.url("/");
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let post = |replica: &Service, message: &str| {
+        let request = client
+            .post(replica.url("/api/messages"))
+            .json(&json!({"name": "t", "message": message}));
+        async move { assert_eq!(request.send().await.unwrap().status().as_u16(), 201) }
+    };
+    // Twice, so the second answer can come from what the first read.
+    assert!(!page(&a).await.contains("from-b"));
+    assert!(!page(&a).await.contains("from-b"));
+    post(&b, "from-b").await;
+    assert!(page(&a).await.contains("from-b"), "another replica's write");
+    post(&a, "from-a").await;
+    assert!(page(&a).await.contains("from-a"), "this replica's own write");
+
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", dir.path().join("database.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM messages WHERE message = 'from-b'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE config SET value = 'changed by hand' WHERE key = 'secret_message'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let after = page(&a).await;
+    assert!(!after.contains("from-b"), "a row deleted by another program");
+    assert!(after.contains("changed by hand"), "the secret changed by another program");
+    assert!(after.contains("from-a"));
+}
