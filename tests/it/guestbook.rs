@@ -894,7 +894,10 @@ async fn the_page_shows_every_change_to_the_file_at_once() {
     post(&b, "from-b").await;
     assert!(page(&a).await.contains("from-b"), "another replica's write");
     post(&a, "from-a").await;
-    assert!(page(&a).await.contains("from-a"), "this replica's own write");
+    assert!(
+        page(&a).await.contains("from-a"),
+        "this replica's own write"
+    );
 
     use sqlx::Connection;
     let url = format!("sqlite://{}", dir.path().join("database.db").display());
@@ -908,7 +911,13 @@ async fn the_page_shows_every_change_to_the_file_at_once() {
         .await
         .unwrap();
     let after = page(&a).await;
-    assert!(!after.contains("from-b"), "a row deleted by another program");
-    assert!(after.contains("changed by hand"), "the secret changed by another program");
+    assert!(
+        !after.contains("from-b"),
+        "a row deleted by another program"
+    );
+    assert!(
+        after.contains("changed by hand"),
+        "the secret changed by another program"
+    );
     assert!(after.contains("from-a"));
 }
