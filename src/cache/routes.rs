@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::config::MAX_TTL_SECONDS;
 use super::store::{Cursor, Store, StoreError};
 use crate::server::{ApiError, ApiJson, ApiQuery};
+use crate::server::{method_not_allowed, openapi_document};
 
 /// Page size of `GET /cache` when no `limit` is given (never above the configured ceiling).
 const DEFAULT_PAGE_SIZE: usize = 100;
@@ -35,7 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cache", get(list))
         .route("/cache/{key}", get(read).put(put).delete(delete))
         .route("/cache/{key}/{value}", post(store_from_path))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(|| async { openapi_document(OPENAPI) }))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -283,21 +284,6 @@ async fn list(
         next_cursor: page.next.map(|c| c.encode()),
     })
     .into_response())
-}
-
-async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this path",
-    )
 }
 
 fn not_found(key: &str) -> Response {

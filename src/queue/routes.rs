@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use super::model::{
 };
 use super::tasks::Registry;
 use crate::server::{ApiError, ApiJson, ApiPath, ApiQuery, Identity};
+use crate::server::{method_not_allowed, openapi_document};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -37,21 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}/retry", post(retry))
         .route("/stats", get(stats))
         .route("/health", get(health))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(|| async { openapi_document(OPENAPI) }))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this path; see /openapi.json",
-    )
 }
 
 /// A backend failure as the client sees it: Redis out of memory is a 507 with its code (the

@@ -129,3 +129,21 @@ pub struct ApiPath<T>(pub T);
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such path")
 }
+
+/// A JSON 405 for a path served with other methods (axum adds the `Allow` header).
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this path; see /openapi.json",
+    )
+}
+
+/// A service's OpenAPI document, served as it is compiled in.
+pub fn openapi_document(document: &'static str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document,
+    )
+        .into_response()
+}

@@ -18,7 +18,7 @@ pub mod signals;
 
 pub use backend::BackendError;
 pub use connections::ConnectionLimits;
-pub use error::{ApiError, ApiJson, ApiPath, ApiQuery};
+pub use error::{ApiError, ApiJson, ApiPath, ApiQuery, method_not_allowed, openapi_document};
 pub use identity::Identity;
 use probes::ReadyCheck;
 pub use shutdown::Lifecycle;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{Store, StoreError, User, UserRef};
 use super::validate;
 use crate::server::{ApiError, ApiPath, ApiQuery};
+use crate::server::{method_not_allowed, openapi_document};
 
 /// Users per page when `limit` is not given.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -39,7 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/users", get(list_users).post(create_user))
         .route("/users/{id}", get(get_user).delete(delete_user))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(|| async { openapi_document(OPENAPI) }))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -110,17 +111,6 @@ async fn health(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
-}
-
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this path; see /openapi.json",
-    )
 }
 
 /// Query parameters as given, in order, so unknown and repeated ones can be refused by name.

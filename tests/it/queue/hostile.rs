@@ -397,17 +397,7 @@ pub async fn the_openapi_document_matches_what_the_api_answers(kind: Kind) {
     ] {
         assert!(statuses.contains(expected), "{expected} not exercised");
     }
-    let mut documented = std::collections::BTreeSet::new();
-    for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in item
-            .as_object()
-            .unwrap()
-            .keys()
-            .filter(|m| *m != "parameters")
-        {
-            documented.insert(format!("{method} {path}"));
-        }
-    }
+    let documented = crate::support::openapi::documented_operations(&doc);
     assert_eq!(
         operations, documented,
         "every documented operation exercised"

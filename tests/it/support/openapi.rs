@@ -1,6 +1,24 @@
 //! Checks a service's `/openapi.json` against what the service really answers.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
+
+/// Every operation the document lists, as "method /path".
+pub fn documented_operations(doc: &Value) -> BTreeSet<String> {
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            documented.insert(format!("{method} {path}"));
+        }
+    }
+    documented
+}
 
 /// Sends one request and checks the answer against the documented operation: the status is
 /// documented, and a JSON body conforms to its schema (any other content type is documented).
