@@ -340,11 +340,18 @@ async fn canary(cluster: &Cluster, set: &str) -> Outcome {
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": partition}},
         "template": {"metadata": {"annotations": {"statelab.dev/verify-canary": tag}}}
     }});
-    sets.patch(set, &PatchParams::default(), &Patch::Merge(&patch))
+    let generation = sets
+        .patch(set, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .metadata
+        .generation;
     let outcome = poll::until(POD_READY_WITHIN, || async {
         let set = sets.get(set).await.ok()?;
+        // Until the controller has seen the patch, updateRevision is still the old one.
+        if set.status.as_ref()?.observed_generation < generation {
+            return None;
+        }
         let status = set.status?;
         let update = status.update_revision?;
         let pods = pods_of(cluster, &set.metadata.name?).await.ok()?;
