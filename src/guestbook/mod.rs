@@ -34,6 +34,7 @@ pub async fn build(config: Config) -> anyhow::Result<App> {
         store: store.clone(),
         identity,
         page_size: config.page_size,
+        last_page: Default::default(),
     });
     Ok(app.ready(store).serve(routes::router(guestbook)))
 }

@@ -33,6 +33,8 @@ pub struct Guestbook {
     pub store: Arc<Store>,
     pub identity: Identity,
     pub page_size: u32,
+    /// The page as last rendered from the file, and the file's data version it shows.
+    pub last_page: std::sync::Mutex<Option<(i64, Bytes)>>,
 }
 
 pub type Shared = State<Arc<Guestbook>>;
@@ -117,8 +119,34 @@ pub async fn page(
     State(app): Shared,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let posted = query.ok().and_then(|Query(q)| q.posted);
-    render(&app, StatusCode::OK, None, posted, "", "").await
+    match query.ok().and_then(|Query(q)| q.posted) {
+        Some(posted) => render(&app, StatusCode::OK, None, Some(posted), "", "").await,
+        None => plain_page(&app).await,
+    }
+}
+
+/// The page as everyone sees it. Rendered again only when the SQLite file changed since the
+/// last rendering (whoever changed it: this replica, another one, a person with `sqlite3`):
+/// the version is read before the messages, so a change made during the read shows as a new
+/// version next time, never as a stale page kept.
+async fn plain_page(app: &Guestbook) -> Response {
+    let version = app.store.data_version();
+    let last = app.last_page.lock().ok().and_then(|last| last.clone());
+    if let (Some(version), Some((shown, html))) = (version, last)
+        && version == shown
+    {
+        return Html(html).into_response();
+    }
+    match page_html(app, StatusCode::OK, None, None, "", "").await {
+        (StatusCode::OK, Ok(html)) => {
+            let html = Bytes::from(html);
+            if let (Some(version), Ok(mut last)) = (version, app.last_page.lock()) {
+                *last = Some((version, html.clone()));
+            }
+            Html(html).into_response()
+        }
+        (status, html) => page_response(status, html),
+    }
 }
 
 pub async fn sign(
@@ -255,12 +283,34 @@ fn page_problem(app: &Guestbook, error: &StoreError, access: Access) -> (StatusC
 
 async fn render(
     app: &Guestbook,
+    status: StatusCode,
+    problem: Option<Problem>,
+    posted: Option<i64>,
+    form_name: &str,
+    form_message: &str,
+) -> Response {
+    let (status, html) = page_html(app, status, problem, posted, form_name, form_message).await;
+    page_response(status, html)
+}
+
+fn page_response(status: StatusCode, html: Result<String, askama::Error>) -> Response {
+    match html {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(error) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
+        }
+    }
+}
+
+/// The page with the newest messages; the status is `status` unless reading them failed.
+async fn page_html(
+    app: &Guestbook,
     mut status: StatusCode,
     mut problem: Option<Problem>,
     posted: Option<i64>,
     form_name: &str,
     form_message: &str,
-) -> Response {
+) -> (StatusCode, Result<String, askama::Error>) {
     // The messages and the secret in one read: a lock held by another process is waited for
     // once (at most one busy timeout), not once per query.
     let (messages, secret) = match app.store.page(app.page_size).await {
@@ -288,12 +338,7 @@ async fn render(
         secret,
         messages: messages.into_iter().map(MessageView::from).collect(),
     };
-    match page.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(error) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response()
-        }
-    }
+    (status, page.render())
 }
 
 pub async fn stylesheet() -> impl IntoResponse {

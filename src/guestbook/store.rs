@@ -9,7 +9,7 @@ use crate::server::{BackendError, Readiness};
 pub mod postgres;
 pub mod sqlite;
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
     pub id: i64,
     pub name: String,
@@ -17,6 +17,20 @@ pub struct Message {
     pub replica: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// Columns by name, from PostgreSQL (SQLite's rows arrive as one JSON array).
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Message {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Message, sqlx::Error> {
+        use sqlx::Row;
+        Ok(Message {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            message: row.try_get("message")?,
+            replica: row.try_get("replica")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +83,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.page(limit).await,
             Store::Postgres(s) => Ok((s.list(limit, None).await?, s.secret())),
+        }
+    }
+
+    /// For SQLite, a number that changes whenever anyone commits to the file; `None` for
+    /// PostgreSQL (no such cheap question), or when SQLite cannot tell right now.
+    pub fn data_version(&self) -> Option<i64> {
+        match self {
+            Store::Sqlite(s) => s.data_version(),
+            Store::Postgres(_) => None,
         }
     }
 

@@ -159,22 +159,29 @@ resources! {
 }
 
 /// Decodes into `T`, collecting the paths of fields `T` does not have.
+///
+/// `T` decodes from a type-erased deserializer: every Kubernetes type's decoder is compiled
+/// once, not once more for each layer wrapped around serde_norway's (which made these decoders
+/// more than a third of the binary).
 fn typed<T: serde::de::DeserializeOwned>(
     value: Value,
     unknown: &mut Vec<Path>,
 ) -> Result<T, (Path, String)> {
     let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
     let ignoring = serde_ignored::Deserializer::new(value, &mut on_ignored);
-    serde_path_to_error::deserialize(ignoring).map_err(|error| {
+    let mut track = serde_path_to_error::Track::new();
+    let tracking = serde_path_to_error::Deserializer::new(ignoring, &mut track);
+    let mut erased = <dyn erased_serde::Deserializer>::erase(tracking);
+    erased_serde::deserialize::<T>(&mut erased).map_err(|error| {
         let mut path = Path::root();
-        for segment in error.path().iter() {
+        for segment in track.path().iter() {
             match segment {
                 serde_path_to_error::Segment::Map { key } => path.push(Segment::Key(key.clone())),
                 serde_path_to_error::Segment::Seq { index } => path.push(Segment::Index(*index)),
                 _ => {}
             }
         }
-        (path, error.inner().to_string())
+        (path, error.to_string())
     })
 }
 

@@ -10,6 +10,7 @@ mod identity;
 mod layers;
 pub mod logging;
 pub mod metrics;
+pub mod migrations;
 pub mod postgres;
 mod probes;
 pub mod redis;

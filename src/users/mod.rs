@@ -8,7 +8,7 @@
 
 mod config;
 mod routes;
-mod store;
+pub(crate) mod store;
 mod validate;
 
 pub use config::Config;

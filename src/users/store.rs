@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::server::migrations::{self, Embedded, embed_migrations};
 use serde::Serialize;
-use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
@@ -17,6 +17,8 @@ use crate::server::{BackendError, Readiness};
 /// The table recording which of `migrations/users` have run (one per service, so services can
 /// share a database).
 pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations_users";
+pub const MIGRATIONS: &[Embedded] =
+    embed_migrations!("migrations/users", ["0001_create_users.sql"]);
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
@@ -111,8 +113,7 @@ impl Store {
     /// The pool connects on first use; the schema is put in place (and kept there) in the
     /// background until `stop`.
     pub fn new(database: Postgres, stop: CancellationToken) -> Store {
-        let mut migrator: Migrator = sqlx::migrate!("migrations/users");
-        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        let migrator = migrations::migrator(MIGRATIONS, MIGRATIONS_TABLE);
         let schema = Schema::keep("users", &database, migrator, stop);
         Store { database, schema }
     }

@@ -10,7 +10,13 @@ use tokio_util::sync::CancellationToken;
 use super::{Message, Secret, StoreError};
 use crate::guestbook::validate::NewMessage;
 use crate::server::BackendError;
+use crate::server::migrations::{self, Embedded, embed_migrations};
 use crate::server::postgres::{Postgres, Schema};
+
+pub const MIGRATIONS: &[Embedded] = embed_migrations!(
+    "migrations/guestbook/postgres",
+    ["0001_messages_and_config.sql"]
+);
 
 pub struct PgStore {
     database: Postgres,
@@ -22,8 +28,7 @@ impl PgStore {
     /// The pool connects on first use; the schema is kept in place in the background until
     /// `stop`.
     pub fn new(database: Postgres, secret: Option<String>, stop: CancellationToken) -> PgStore {
-        let mut migrator = sqlx::migrate!("migrations/guestbook/postgres");
-        migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
+        let migrator = migrations::migrator(MIGRATIONS, "_sqlx_migrations_guestbook");
         let schema = Schema::keep("guestbook", &database, migrator, stop);
         PgStore {
             database,

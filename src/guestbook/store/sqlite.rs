@@ -15,16 +15,23 @@ use super::{Message, Secret, StoreError, classify_sqlite as classify, is_sqlite_
 use crate::guestbook::config::{JournalMode, SqliteBegin};
 use crate::guestbook::validate::NewMessage;
 use crate::server::BackendError;
+use crate::server::migrations::{self, Embedded, embed_migrations};
 
 const SECRET_KEY: &str = "secret_message";
 const POSTING_OPEN_KEY: &str = "posting_open";
 const DEFAULT_SECRET: &str =
     "This secret was written into the database by the first replica that started.";
 
+pub const MIGRATIONS: &[Embedded] = embed_migrations!(
+    "migrations/guestbook/sqlite",
+    ["0001_messages_and_config.sql"]
+);
+
 pub struct SqliteStore {
     /// Exactly one connection: this process's writes never contend with each other.
     writer: SqlitePool,
     readers: SqlitePool,
+    changes: ChangeProbe,
     begin: SqliteBegin,
     pub path: PathBuf,
 }
@@ -61,9 +68,12 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.read_only(false))
             .await?;
+        let changes = ChangeProbe::open(&settings.path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", settings.path.display()))?;
         let store = SqliteStore {
             writer,
             readers,
+            changes,
             begin: settings.begin,
             path: settings.path,
         };
@@ -75,8 +85,7 @@ impl SqliteStore {
     /// Replicas started at the same moment on an empty directory race to create the schema;
     /// the loser sees "locked" or "already applied" and simply tries again.
     async fn migrate(&self) -> anyhow::Result<()> {
-        let mut migrator = sqlx::migrate!("migrations/guestbook/sqlite");
-        migrator.dangerous_set_table_name("_sqlx_migrations_guestbook");
+        let migrator = migrations::migrator(MIGRATIONS, "_sqlx_migrations_guestbook");
         (|| migrator.run(&self.writer))
             .retry(replica_race())
             .sleep(tokio::time::sleep)
@@ -211,6 +220,12 @@ impl SqliteStore {
         Ok(secret(value))
     }
 
+    /// A number that changes whenever any connection, in this process or another, commits to
+    /// the file; `None` when SQLite cannot tell at once (see `ChangeProbe`).
+    pub fn data_version(&self) -> Option<i64> {
+        self.changes.version()
+    }
+
     pub async fn check(&self) -> Result<(), StoreError> {
         if !self.path.exists() {
             let shown = self.path.display();
@@ -224,6 +239,34 @@ impl SqliteStore {
             .await
             .map_err(classify)?;
         Ok(())
+    }
+}
+
+/// `PRAGMA data_version` on a connection of its own that never writes: its value changes
+/// exactly when another connection (any process's, this one's writer included) has committed
+/// since the last time this connection asked. Asked through sqlx, the question costs a hop to a
+/// worker thread and back, as much as the read it would spare; asked here it costs a shared
+/// lock and a look at the file header or the WAL index, on the caller's thread. So the caller
+/// must not wait: the busy timeout is zero, and a file busy at that instant (a rollback-journal
+/// writer committing) answers `None`, for the caller to read the ordinary way.
+struct ChangeProbe(std::sync::Mutex<rusqlite::Connection>);
+
+impl ChangeProbe {
+    fn open(path: &std::path::Path) -> rusqlite::Result<ChangeProbe> {
+        use rusqlite::OpenFlags;
+        // Read-write without create: a read-only connection cannot open a WAL file whose
+        // shared-memory index does not exist yet.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = rusqlite::Connection::open_with_flags(path, flags)?;
+        connection.busy_timeout(Duration::ZERO)?;
+        Ok(ChangeProbe(std::sync::Mutex::new(connection)))
+    }
+
+    fn version(&self) -> Option<i64> {
+        let connection = self.0.lock().ok()?;
+        connection
+            .pragma_query_value(None, "data_version", |row| row.get(0))
+            .ok()
     }
 }
 

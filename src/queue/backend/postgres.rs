@@ -19,6 +19,7 @@ use crate::queue::model::{
     Claimed, Completion, Counts, Enqueued, FailOutcome, Failure, Lease, Maintenance, NewTask,
     Retention, RetryOutcome, Stats, TaskState, TaskView,
 };
+use crate::server::migrations::{self, Embedded, embed_migrations};
 use crate::server::postgres::{Postgres, Schema};
 
 const CHANNEL: &str = "statelab_queue";
@@ -37,6 +38,8 @@ macro_rules! task_columns {
     };
 }
 
+pub const MIGRATIONS: &[Embedded] = embed_migrations!("migrations/queue", ["0001_tasks.sql"]);
+
 #[derive(Clone)]
 pub struct PgBackend {
     db: Postgres,
@@ -47,8 +50,7 @@ impl PgBackend {
     /// Uses a lazily connecting pool and keeps the schema in place in the background until
     /// `stop`.
     pub fn new(db: Postgres, stop: CancellationToken) -> PgBackend {
-        let mut migrator = sqlx::migrate!("migrations/queue");
-        migrator.dangerous_set_table_name("_sqlx_migrations_queue");
+        let migrator = migrations::migrator(MIGRATIONS, "_sqlx_migrations_queue");
         let schema = Schema::keep("queue", &db, migrator, stop);
         PgBackend { db, schema }
     }
@@ -565,7 +567,6 @@ impl PgBackend {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct TaskRow {
     id: i64,
     kind: String,
@@ -586,6 +587,34 @@ struct TaskRow {
     started_at: Option<OffsetDateTime>,
     finished_at: Option<OffsetDateTime>,
     updated_at: OffsetDateTime,
+}
+
+/// Columns by name (sqlx's derive would do the same; written out, it needs no macro crate).
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for TaskRow {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<TaskRow, sqlx::Error> {
+        use sqlx::Row;
+        Ok(TaskRow {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            payload: row.try_get("payload")?,
+            state: row.try_get("state")?,
+            priority: row.try_get("priority")?,
+            attempts: row.try_get("attempts")?,
+            attempt_base: row.try_get("attempt_base")?,
+            max_attempts: row.try_get("max_attempts")?,
+            requeued: row.try_get("requeued")?,
+            idempotency_key: row.try_get("idempotency_key")?,
+            last_error: row.try_get("last_error")?,
+            result: row.try_get("result")?,
+            worker: row.try_get("worker")?,
+            lease_until: row.try_get("lease_until")?,
+            run_at: row.try_get("run_at")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 impl TaskRow {
