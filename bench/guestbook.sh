@@ -55,6 +55,11 @@ bench_backend() {
     printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "GET / (100 messages)" "$g_rps" "$g_p99" "$(ratio "$g_rps" "$h_rps")" "$g_err"
     printf "| %-8s | %-24s | %10s | %8s | %7s | %s |\n" "$label" "POST /api/messages" "$p_rps" "$p_p99" "$(ratio "$p_rps" "$h_rps")" "$p_err"
     echo "$label $idle $loaded" >>"$WORK/memory"
+    local share; share=$(ratio "$g_rps" "$h_rps")
+    summary_row "guestbook ($label) GET / (100 messages) vs GET /healthz" "$g_rps req/s" ">= 0.50" \
+        "$h_rps req/s /healthz" "$share" "$(meets "$share" ">=" 0.50)"
+    [ "$label" != sqlite ] || summary_row "guestbook idle RSS (SQLite)" "$idle MiB" "< 10 MiB" "-" "-" \
+        "$(meets "$idle" "<" 10)"
 }
 
 echo "guestbook benchmark: wrk -t2 -c$CONNECTIONS -d$DURATION on $(nproc) cores"
@@ -91,4 +96,8 @@ echo "| backend  | idle RSS (MiB) | peak RSS under load (MiB) |"
 echo "|----------|---------------:|--------------------------:|"
 while read -r label idle loaded; do printf "| %-8s | %14s | %25s |\n" "$label" "$idle" "$loaded"; done <"$WORK/memory"
 echo
-python3 "$BENCH_ROOT/bench/lib/startup.py" "$STATELAB_BIN" guestbook 5 | python3 -c 'import json,sys; d=json.load(sys.stdin); print("start to first 200 on /readyz, fresh data dir (median of 5): %.1f ms; idle RSS %.1f MiB" % (d["start_to_ready_ms"], d["idle_rss_mib"]))'
+python3 "$BENCH_ROOT/bench/lib/startup.py" "$STATELAB_BIN" guestbook 5 >"$WORK/startup.json"
+read -r START_MS START_RSS < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.1f %.1f" % (d["start_to_ready_ms"], d["idle_rss_mib"]))' "$WORK/startup.json")
+echo "start to first 200 on /readyz, fresh data dir (median of 5): $START_MS ms; idle RSS $START_RSS MiB"
+summary_row "guestbook start to first 200 on /readyz (median of 5)" "$START_MS ms" "< 50 ms" "-" "-" \
+    "$(meets "$START_MS" "<" 50)"

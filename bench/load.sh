@@ -75,6 +75,11 @@ measure() { # label path keep-alive|close
 }
 
 measure "GET /healthz, keep-alive" /healthz keep-alive
+read -r WRK_BEST OURS_BEST < <(paste "$WORK/wrk.txt" "$WORK/ours.txt" | awk '
+    { if ($1 > w) w = $1; if ($4 > o) o = $4 } END { printf "%.0f %.0f\n", w, o }')
+LOAD_RATIO=$(ratio "$OURS_BEST" "$WRK_BEST")
+summary_row "statelab load vs wrk, GET /healthz keep-alive" "$OURS_BEST req/s" ">= 0.95" \
+    "$WRK_BEST req/s wrk" "$LOAD_RATIO" "$(meets "$LOAD_RATIO" ">=" 0.95)"
 measure "GET / (HTML page), keep-alive" / keep-alive
 measure "GET /healthz, new connection per request" /healthz close
 

@@ -7,8 +7,11 @@
 # Everything runs on this machine, in a temp dir, and is stopped by PID at the end: PostgreSQL
 # and Redis on Unix sockets only, the producer API on 127.0.0.1 on a port the system picks.
 #
-#   bench/queue.sh                 # TASKS=50000 ROUNDS=3 by default
+#   bench/queue.sh                 # TASKS=50000 ROUNDS=3 BACKLOG=100000 by default
 #   TASKS=100000 ROUNDS=5 bench/queue.sh
+#
+# Then the backlog drain: BACKLOG tasks enqueued first with no worker running, then 2 workers
+# started, timed until every task is done (the rate a queue catches up at after an outage).
 #
 # The binary: STATELAB_BIN (STATELAB and BIN are read too; unset, it runs cargo build --release
 # and uses target/release/statelab).
@@ -21,6 +24,7 @@ set -euo pipefail
 
 TASKS="${TASKS:-50000}"
 ROUNDS="${ROUNDS:-3}"
+BACKLOG="${BACKLOG:-100000}"
 BATCH=1000
 PARALLEL_ENQUEUE=2
 PGBENCH_CLAIM_BATCH=64
@@ -87,6 +91,33 @@ e2e() {
   stop_pids "${mine[@]}"
 }
 
+# The backlog drain: BACKLOG tasks enqueued with no worker running, then 2 workers (no flags)
+# started; the rate is BACKLOG / (time from the workers' start until every task is done).
+drain() {
+  local var="$1" url="$2" name="$3"
+  local -x "$var=$url"
+  RUST_LOG=warn start_statelab "$WORK/drain-producer-$name.log" queue
+  local api=$SERVER_URL producer=$SERVER_PID before
+  before=$(done_count "$api")
+  seq $((BACKLOG / BATCH)) | xargs -P "$PARALLEL_ENQUEUE" -I{} \
+    curl -sf -o /dev/null -H 'content-type: application/json' --data-binary "@$WORK/batch.json" "$api/tasks/batch"
+  local total=$((before + BACKLOG)) start end workers=() _
+  start=$(now)
+  for _ in 1 2; do
+    RUST_LOG=warn "$STATELAB_BIN" worker 2>>"$WORK/drain-workers-$name.log" &
+    workers+=($!)
+    bench_track "$!"
+  done
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ "$(done_count "$api")" -lt "$total" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for $total done" >&2; exit 1; }
+    sleep 0.02
+  done
+  end=$(now)
+  stop_pids "${workers[@]}" "$producer"
+  python3 -c "print(round($BACKLOG / ($end - $start)))"
+}
+
 echo "statelab queue benchmark: $TASKS no-op tasks per round, $ROUNDS rounds, batches of $BATCH, 2 workers (defaults)"
 echo "machine: $(nproc) cores; $("$PG_BIN/postgres" --version); $(redis-server --version | cut -d' ' -f3)"
 echo
@@ -95,6 +126,10 @@ e2e DATABASE_URL "$PG_URL" postgres >"$WORK/postgres.rates"
 mapfile -t PG_RATES <"$WORK/postgres.rates"
 e2e REDIS_URL "$REDIS_URL_" redis >"$WORK/redis.rates"
 mapfile -t REDIS_RATES <"$WORK/redis.rates"
+drain DATABASE_URL "$PG_URL" postgres >"$WORK/postgres.drain"
+PG_DRAIN=$(cat "$WORK/postgres.drain")
+drain REDIS_URL "$REDIS_URL_" redis >"$WORK/redis.drain"
+REDIS_DRAIN=$(cat "$WORK/redis.drain")
 
 # --- pgbench: the SKIP LOCKED claim alone, on the same schema and server -----------------------
 PGB_ROWS=400000
@@ -131,3 +166,12 @@ echo
 echo "per round (rate must not decay as finished tasks accumulate):"
 echo "  postgres: ${PG_RATES[*]}"
 echo "  redis:    ${REDIS_RATES[*]}"
+echo
+echo "backlog drain: $BACKLOG tasks enqueued first, then 2 workers started; tasks/s until all done:"
+echo "  postgres: $PG_DRAIN ($(ratio "$PG_DRAIN" "$PG_RAW" 3) of pgbench's claims/s)"
+echo "  redis:    $REDIS_DRAIN ($(ratio "$REDIS_DRAIN" "$REDIS_RAW" 3) of redis-benchmark's LMOVE/s)"
+summary_row "queue on PostgreSQL: $BACKLOG-task backlog, 2 workers" "$PG_DRAIN tasks/s" ">= 8000 tasks/s" \
+    "$PG_RAW claims/s pgbench SKIP LOCKED" "$(ratio "$PG_DRAIN" "$PG_RAW" 3)" "$(meets "$PG_DRAIN" ">=" 8000)"
+summary_row "queue on Redis (AOF everysec): $BACKLOG-task backlog, 2 workers" "$REDIS_DRAIN tasks/s" \
+    ">= 15000 tasks/s" "$REDIS_RAW LMOVE/s redis-benchmark" "$(ratio "$REDIS_DRAIN" "$REDIS_RAW" 3)" \
+    "$(meets "$REDIS_DRAIN" ">=" 15000)"

@@ -289,3 +289,20 @@ per_request() { awk -v us="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f\n", us
 # (default 0 decimals). "-" when B is 0 or empty.
 ratio() { awk -v a="$1" -v b="${2:-0}" -v d="${3:-2}" 'BEGIN { if (b + 0 != 0) printf "%." d "f\n", a / b; else print "-" }'; }
 percent() { awk -v a="$1" -v b="${2:-0}" -v d="${3:-0}" 'BEGIN { if (b + 0 != 0) printf "%." d "f%%\n", 100 * a / b; else print "-" }'; }
+
+# --- the summary bench/all.sh prints ----------------------------------------------------------
+# summary_row WHAT NOW AIM REFERENCE RATIO MET: when BENCH_SUMMARY names a file, appends one
+# tab-separated row to it, which bench/all.sh prints in one table. NOW and REFERENCE are the
+# figures measured in this run, with their units; AIM says what NOW or RATIO must be; MET is
+# "yes" or "no" (see meets).
+summary_row() {
+    [ -n "${BENCH_SUMMARY:-}" ] || return 0
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" >>"$BENCH_SUMMARY"
+}
+
+# meets VALUE OP LIMIT: "yes" when VALUE OP LIMIT holds (OP: >= > <= <), else "no".
+meets() {
+    awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+        ok = (op == ">=") ? v + 0 >= l + 0 : (op == ">") ? v + 0 > l + 0 : (op == "<=") ? v + 0 <= l + 0 : v + 0 < l + 0
+        print (v == "" || v == "-") ? "no" : (ok ? "yes" : "no") }'
+}
