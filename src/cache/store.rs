@@ -135,6 +135,12 @@ return redis.status_reply('OK')
 /// request into a walk over the whole database; the page then ends early with a cursor.
 const MAX_SCANS_PER_PAGE: usize = 64;
 
+/// The `COUNT` of every `SCAN`. Always the same: a page that ends inside a batch resumes by
+/// scanning the same position again and skipping the keys up to the last one it returned, which
+/// is right only if the second scan returns the same buckets; another COUNT returns more or fewer
+/// (more: keys of the extra buckets sorting before that key were skipped, and lost).
+const SCAN_COUNT: usize = 100;
+
 #[derive(Clone)]
 pub struct Store {
     redis: Redis,
@@ -251,7 +257,7 @@ impl Store {
         let mut after = cursor.after;
         for _ in 0..MAX_SCANS_PER_PAGE {
             let room = limit - page.len();
-            let count = room.clamp(10, 1000);
+            let count = SCAN_COUNT;
             let (next, mut batch): (u64, Vec<Vec<u8>>) = self
                 .run("list", |mut conn| {
                     let pattern = pattern.clone();
