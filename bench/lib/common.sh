@@ -269,6 +269,9 @@ cpu_tree_us() {
 # rss_mib PID / peak_rss_mib PID: resident memory now / at its highest (VmRSS / VmHWM), in MiB.
 rss_mib() { awk '/^VmRSS/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
 peak_rss_mib() { awk '/^VmHWM/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
+# rss_split_mib PID: "anonymous file" MiB of the resident set: the process's own memory, and the
+# pages of its binary and libraries (clean, shared with the page cache).
+rss_split_mib() { awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { printf "%.1f %.1f\n", a / 1024, f / 1024 }' "/proc/$1/status"; }
 
 # run_timed OUT COMMAND...: runs COMMAND with its stdout in OUT (stderr in OUT.err) and sets
 # RUN_CPU_US to the CPU time (user + system) it and its children used, in µs. Stops the script
