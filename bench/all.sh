@@ -48,6 +48,7 @@ summary_row "binary size (every subcommand built in)" "$(ratio "$SIZE" 1000000 1
     "$(meets "$SIZE" "<=" 20000000)"
 
 # --- the benchmarks, one at a time --------------------------------------------------------------
+TICKS_BEFORE=$(cpu_ticks)
 FAILED=()
 for script in guestbook users cache queue load scale; do
     [ -x "$BENCH_ROOT/bench/$script.sh" ] || continue
@@ -59,7 +60,8 @@ for script in guestbook users cache queue load scale; do
 done
 
 # --- the table ----------------------------------------------------------------------------------
-python3 - "$BENCH_SUMMARY" "$(nproc)" <<'PY'
+STEAL=$(steal_percent "$TICKS_BEFORE" "$(cpu_ticks)")
+python3 - "$BENCH_SUMMARY" "$(nproc)" "$STEAL" <<'PY'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
 aims = [r for r in rows if r[0] != "scale"]
@@ -67,7 +69,8 @@ scale = [r[1:] for r in rows if r[0] == "scale"]
 head = ("what", "now", "aim", "reference (same run)", "ratio", "met")
 widths = [max(len(h), *(len(r[i]) for r in aims)) if aims else len(h) for i, h in enumerate(head)]
 line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-print(f"statelab benchmarks, one run on this machine ({sys.argv[2]} cores)\n")
+print(f"statelab benchmarks, one run on this machine ({sys.argv[2]} cores; CPU time stolen by the host "
+      f"during the benchmarks: {sys.argv[3]})\n")
 print(line(head))
 print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 for r in aims:

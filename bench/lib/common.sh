@@ -269,6 +269,12 @@ cpu_tree_us() {
 # rss_mib PID / peak_rss_mib PID: resident memory now / at its highest (VmRSS / VmHWM), in MiB.
 rss_mib() { awk '/^VmRSS/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
 peak_rss_mib() { awk '/^VmHWM/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"; }
+# cpu_ticks: "busy steal total" jiffies of all CPUs since boot, from /proc/stat. Steal is time a
+# virtual machine's CPUs were ready to run but the host ran something else: a run with much of it
+# measured a busy host, not statelab.
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, $9, t }' /proc/stat; }
+# steal_percent BEFORE AFTER (each from cpu_ticks): the share of CPU time stolen in between.
+steal_percent() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[3] - x[3]; printf "%.0f%%\n", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }'; }
 # rss_split_mib PID: "anonymous file" MiB of the resident set: the process's own memory, and the
 # pages of its binary and libraries (clean, shared with the page cache).
 rss_split_mib() { awk '/^RssAnon/ { a = $2 } /^RssFile/ { f = $2 } END { printf "%.1f %.1f\n", a / 1024, f / 1024 }' "/proc/$1/status"; }
