@@ -58,6 +58,19 @@ PY
 
 now() { date +%s.%N; }
 done_count() { curl -sf "$1/stats" | grep -o '"done":[0-9]*' | cut -d: -f2; }
+# enqueue API N: N tasks in batches of $BATCH, $PARALLEL_ENQUEUE requests at a time.
+enqueue() {
+  seq $(($2 / BATCH)) | xargs -P "$PARALLEL_ENQUEUE" -I{} \
+    curl -sf -o /dev/null -H 'content-type: application/json' --data-binary "@$WORK/batch.json" "$1/tasks/batch"
+}
+# wait_done API TOTAL: until TOTAL tasks are done (at most 10 minutes).
+wait_done() {
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ "$(done_count "$1")" -lt "$2" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for $2 done" >&2; exit 1; }
+    sleep 0.02
+  done
+}
 
 # Runs one backend: producer + 2 workers (no flags), ROUNDS rounds of TASKS tasks each.
 # Prints one rate per round.
@@ -78,13 +91,8 @@ e2e() {
     total=$((total + TASKS))
     local start end
     start=$(now)
-    seq $((TASKS / BATCH)) | xargs -P "$PARALLEL_ENQUEUE" -I{} \
-      curl -sf -o /dev/null -H 'content-type: application/json' --data-binary "@$WORK/batch.json" "$api/tasks/batch"
-    local deadline=$(( $(date +%s) + 600 ))
-    while [ "$(done_count "$api")" -lt "$total" ]; do
-      [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for $total done" >&2; exit 1; }
-      sleep 0.05
-    done
+    enqueue "$api" "$TASKS"
+    wait_done "$api" "$total"
     end=$(now)
     python3 -c "print(round($TASKS / ($end - $start)))"
   done
@@ -99,8 +107,7 @@ drain() {
   RUST_LOG=warn start_statelab "$WORK/drain-producer-$name.log" queue
   local api=$SERVER_URL producer=$SERVER_PID before
   before=$(done_count "$api")
-  seq $((BACKLOG / BATCH)) | xargs -P "$PARALLEL_ENQUEUE" -I{} \
-    curl -sf -o /dev/null -H 'content-type: application/json' --data-binary "@$WORK/batch.json" "$api/tasks/batch"
+  enqueue "$api" "$BACKLOG"
   local total=$((before + BACKLOG)) start end workers=() _
   start=$(now)
   for _ in 1 2; do
@@ -108,11 +115,7 @@ drain() {
     workers+=($!)
     bench_track "$!"
   done
-  local deadline=$(( $(date +%s) + 600 ))
-  while [ "$(done_count "$api")" -lt "$total" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || { echo "timed out waiting for $total done" >&2; exit 1; }
-    sleep 0.02
-  done
+  wait_done "$api" "$total"
   end=$(now)
   stop_pids "${workers[@]}" "$producer"
   python3 -c "print(round($BACKLOG / ($end - $start)))"
