@@ -11,6 +11,7 @@ mod layers;
 pub mod logging;
 pub mod metrics;
 pub mod migrations;
+pub mod pg_pool;
 pub mod postgres;
 mod probes;
 pub mod redis;

@@ -13,12 +13,13 @@ use std::time::Duration;
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::{BackendError, Kind};
+use super::pg_pool::Pool;
 
 /// Where the database is and how to use it. Flattened into each PostgreSQL service's `Config`.
 #[derive(clap::Args, Clone)]
@@ -208,14 +209,10 @@ fn redact(message: &str, url: &str) -> String {
     message
 }
 
-/// A connection idle for longer than this is pinged before use; busy connections are not, so
-/// the hot path costs one round trip per query.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
-
 /// A lazily connected pool and the time any one operation on it may take.
 #[derive(Clone)]
 pub struct Postgres {
-    pool: PgPool,
+    pool: Pool,
     query_timeout: Duration,
 }
 
@@ -228,29 +225,13 @@ impl Postgres {
         acquire_timeout: Duration,
         query_timeout: Duration,
     ) -> Postgres {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .min_connections(0)
-            .acquire_timeout(acquire_timeout)
-            .idle_timeout(Some(Duration::from_secs(300)))
-            .max_lifetime(Some(Duration::from_secs(1800)))
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE_FOR {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_lazy_with(options);
         Postgres {
-            pool,
+            pool: Pool::lazy(options, max_connections, acquire_timeout),
             query_timeout: query_timeout.max(acquire_timeout),
         }
     }
 
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
@@ -275,7 +256,9 @@ impl Postgres {
     pub async fn ping(&self) -> Result<(), BackendError> {
         self.bounded(async {
             let mut conn = self.pool.acquire().await?;
-            conn.ping().await
+            conn.ping().await?;
+            conn.release();
+            Ok(())
         })
         .await
     }
@@ -289,8 +272,7 @@ impl Postgres {
 
     /// Opens one connection outside the pool, e.g. for `LISTEN`.
     pub async fn connect_one(&self) -> Result<PgConnection, BackendError> {
-        let options = self.pool.connect_options();
-        let connect = PgConnection::connect_with(&options);
+        let connect = PgConnection::connect_with(self.pool.connect_options());
         match tokio::time::timeout(self.query_timeout, connect).await {
             Ok(result) => result.map_err(|e| classify(&e)),
             Err(_) => Err(self.timed_out()),
@@ -349,6 +331,16 @@ pub fn is_missing_table(error: &BackendError) -> bool {
     error.code() == Some("42P01")
 }
 
+/// Runs the pending migrations on one pooled connection. `run_direct` is what `Migrator::run`
+/// does once it holds a connection; called through `run`, the spawned keeper could not be
+/// proven `Send` (sqlx's `Acquire` for `&mut PgConnection` is not general enough).
+async fn migrate(pool: &Pool, migrator: &Migrator) -> Result<(), sqlx::migrate::MigrateError> {
+    let mut conn = pool.acquire().await?;
+    migrator.run_direct(None, &mut *conn, false).await?;
+    conn.release();
+    Ok(())
+}
+
 /// Puts a service's schema in place in the background and keeps it there: migrations retry
 /// with jittered backoff while the database is unreachable (so the service starts, not ready,
 /// even when the database comes up second), and run again when a query finds the table gone.
@@ -384,7 +376,7 @@ impl Schema {
                 .with_jitter()
                 .without_max_times();
             loop {
-                let attempt = || async { migrator.run(&pool).await };
+                let attempt = || migrate(&pool, &migrator);
                 let migrate =
                     attempt
                         .retry(backoff)

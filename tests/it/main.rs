@@ -11,6 +11,7 @@ mod hostile_server;
 mod lint;
 mod load;
 mod manifests;
+mod pg_pool;
 mod queue;
 mod support;
 mod users;
