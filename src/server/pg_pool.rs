@@ -1,7 +1,7 @@
 //! The PostgreSQL connection pool every service queries through.
 //!
 //! sqlx's own pool sends a ping on each connection it takes back (one more round trip, and one
-//! more wake-up of a database backend, for every query: measured, a third of the database's
+//! more wake-up of a database backend, for every query; `bench/users.sh` shows the database's
 //! CPU per request). This pool takes a connection back as it is when its operation ran to the
 //! end and the server answered; a connection whose operation was abandoned midway (a timeout, a
 //! client gone) or whose socket failed is closed instead, since what is left on its wire is
