@@ -10,6 +10,7 @@
 //! Other code calls [`lint_paths`] (or [`lint_text`]) and reads the [`Report`].
 
 mod cli;
+mod decode;
 mod image;
 mod input;
 mod objects;

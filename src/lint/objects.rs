@@ -1,8 +1,8 @@
 //! Kubernetes objects read from YAML documents, typed by k8s-openapi (Kubernetes 1.33).
 //!
-//! Each document is parsed by serde_norway, then decoded into its k8s-openapi type through
-//! serde_ignored (fields the type does not have, which Kubernetes clients drop silently, are
-//! reported) and serde_path_to_error (a value of the wrong type is reported at its field).
+//! Each document is parsed by serde_norway, then decoded into its k8s-openapi type by
+//! `decode::typed`, which reports the fields the type does not have (Kubernetes clients drop
+//! them silently) and where a value of the wrong type sits.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use k8s_openapi::api::storage::v1 as storage;
 use serde_norway::Value;
 
 use super::Run;
+use super::decode::typed;
 use super::rules::schema::{INVALID_YAML, SCHEMA_ERROR, UNKNOWN_FIELD};
 use super::source::{Locator, Path, Segment, Source, Span, indent_of, split_documents, strip_key};
 
@@ -107,7 +108,7 @@ macro_rules! resources {
                     if api_version == <$type as k8s_openapi::Resource>::API_VERSION
                         && kind == <$type as k8s_openapi::Resource>::KIND
                     {
-                        return Some(typed::<$type>(value, unknown).map(|v| Resource::$variant(Box::new(v))));
+                        return Some(typed::<$type>(&value, unknown).map(|v| Resource::$variant(Box::new(v))));
                     }
                 )*
                 None
@@ -156,44 +157,6 @@ resources! {
     ClusterRoleBinding(rbac::ClusterRoleBinding),
     StorageClass(storage::StorageClass),
     PriorityClass(scheduling::PriorityClass),
-}
-
-/// Decodes into `T`, collecting the paths of fields `T` does not have.
-///
-/// `T` decodes from a type-erased deserializer: every Kubernetes type's decoder is compiled
-/// once, not once more for each layer wrapped around serde_norway's (which made these decoders
-/// more than a third of the binary).
-fn typed<T: serde::de::DeserializeOwned>(
-    value: Value,
-    unknown: &mut Vec<Path>,
-) -> Result<T, (Path, String)> {
-    let mut on_ignored = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
-    let ignoring = serde_ignored::Deserializer::new(value, &mut on_ignored);
-    let mut track = serde_path_to_error::Track::new();
-    let tracking = serde_path_to_error::Deserializer::new(ignoring, &mut track);
-    let mut erased = <dyn erased_serde::Deserializer>::erase(tracking);
-    erased_serde::deserialize::<T>(&mut erased).map_err(|error| {
-        let mut path = Path::root();
-        for segment in track.path().iter() {
-            match segment {
-                serde_path_to_error::Segment::Map { key } => path.push(Segment::Key(key.clone())),
-                serde_path_to_error::Segment::Seq { index } => path.push(Segment::Index(*index)),
-                _ => {}
-            }
-        }
-        (path, error.to_string())
-    })
-}
-
-fn ignored_path(path: &serde_ignored::Path<'_>) -> Path {
-    match path {
-        serde_ignored::Path::Root => Path::root(),
-        serde_ignored::Path::Seq { parent, index } => ignored_path(parent).index(*index),
-        serde_ignored::Path::Map { parent, key } => ignored_path(parent).key(key),
-        serde_ignored::Path::Some { parent }
-        | serde_ignored::Path::NewtypeStruct { parent }
-        | serde_ignored::Path::NewtypeVariant { parent } => ignored_path(parent),
-    }
 }
 
 /// Reads every document of a source into the run: objects, or notes saying why not.
