@@ -8,7 +8,8 @@
 #
 # First, unless STATELAB_BIN names a binary, the README's build is timed from cold:
 # `cargo build --release --locked` into an empty target directory (crates already downloaded),
-# and the binary it makes is the one every benchmark then runs. Then, one after another, so that
+# and the binary it makes is the one every benchmark then runs (cargo's --timings report of that
+# build is kept as cargo-timing.html). Then, one after another, so that
 # none disturbs another: bench/guestbook.sh, users.sh, cache.sh, queue.sh, load.sh, scale.sh.
 # Each script's own full report is kept in BENCH_LOGS (a new directory under /tmp by default).
 #
@@ -34,9 +35,11 @@ if [ -z "${STATELAB_BIN:-}" ]; then
     echo "bench/all.sh: timing a cold cargo build --release --locked (a few minutes) ..." >&2
     TARGET=$BENCH_WORK/target
     START=$(date +%s.%N)
-    (cd "$BENCH_ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release --locked --quiet) \
+    (cd "$BENCH_ROOT" && CARGO_TARGET_DIR=$TARGET cargo build --release --locked --quiet --timings) \
         >"$BENCH_LOGS/build.log" 2>&1 || { cat "$BENCH_LOGS/build.log" >&2; die "the build failed"; }
     BUILD_S=$(awk -v a="$START" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
+    # Where the build's time went, crate by crate (cargo's own report).
+    cp "$TARGET"/cargo-timings/cargo-timing.html "$BENCH_LOGS/" 2>/dev/null || true
     export STATELAB_BIN=$TARGET/release/statelab
     summary_row "cargo build --release, cold, $(nproc) cores" \
         "$((BUILD_S / 60)) min $((BUILD_S % 60)) s" "<= 7 min" "-" "-" "$(meets "$BUILD_S" "<=" 420)"
