@@ -185,7 +185,18 @@ impl PostgresArgs {
 
     /// The pool, built without connecting (see [`Postgres::lazy`]).
     pub fn connect_lazy(&self, application_name: &str) -> anyhow::Result<Postgres> {
-        let options = self.connect_options(application_name)?;
+        self.connect_lazy_with(application_name, &[])
+    }
+
+    /// The same, with server settings (`SET name = value`) in force on every connection.
+    pub fn connect_lazy_with(
+        &self,
+        application_name: &str,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Postgres> {
+        let options = self
+            .connect_options(application_name)?
+            .options(settings.iter().copied());
         Ok(Postgres::lazy(
             options,
             self.db_pool_size,

@@ -264,9 +264,9 @@ impl ChangeProbe {
 
     fn version(&self) -> Option<i64> {
         let connection = self.0.lock().ok()?;
-        connection
-            .pragma_query_value(None, "data_version", |row| row.get(0))
-            .ok()
+        // Prepared once, stepped on every request: the pragma is evaluated at each step.
+        let mut pragma = connection.prepare_cached("PRAGMA data_version").ok()?;
+        pragma.query_row([], |row| row.get(0)).ok()
     }
 }
 
