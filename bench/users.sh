@@ -102,6 +102,8 @@ pgbench_run() { # script seconds -> "tps avg_latency_ms transactions pg_us clien
     local out pg0 pg1
     pg0=$(pg_cpu)
     run_timed "$WORK/client.out" pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" -T "$2" -f "$WORK/$1" "$URL"
+    # pgbench's backends end with it; their CPU time counts once the postmaster has reaped them.
+    sleep 1
     pg1=$(pg_cpu)
     out=$(cat "$WORK/client.out")
     local failed

@@ -1,6 +1,7 @@
 //! statelab: the lessons of stateful workloads on Kubernetes as one binary.
 
 pub mod cache;
+pub mod cli;
 pub mod counter;
 pub mod demo;
 pub mod guestbook;
