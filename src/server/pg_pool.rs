@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{Connection, Either, Execute, Executor, PgConnection, SqlStr};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -277,10 +277,8 @@ impl<'p> Executor<'p> for &'_ Pool {
             .await
         };
         stream::once(all)
-            .flat_map(|result| match result {
-                Ok(steps) => stream::iter(steps.into_iter().map(Ok).collect::<Vec<_>>()),
-                Err(error) => stream::iter(vec![Err(error)]),
-            })
+            .map_ok(|steps| stream::iter(steps.into_iter().map(Ok)))
+            .try_flatten()
             .boxed()
     }
 

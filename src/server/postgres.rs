@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
-use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -281,13 +281,13 @@ impl Postgres {
         ))
     }
 
-    /// Opens one connection outside the pool, e.g. for `LISTEN`.
-    pub async fn connect_one(&self) -> Result<PgConnection, BackendError> {
-        let connect = PgConnection::connect_with(self.pool.connect_options());
-        match tokio::time::timeout(self.query_timeout, connect).await {
-            Ok(result) => result.map_err(|e| classify(&e)),
-            Err(_) => Err(self.timed_out()),
-        }
+    /// A pool of one connection outside this pool, for sqlx's `PgListener` (`LISTEN`), which
+    /// holds a connection of an sqlx pool for as long as it listens.
+    pub fn listener_pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.query_timeout)
+            .connect_lazy_with(self.pool.connect_options().clone())
     }
 }
 

@@ -25,7 +25,7 @@ pub const DEFAULT_PORT: u16 = 8000;
 pub async fn build(config: Config) -> anyhow::Result<App> {
     // Every users query has one good plan, a primary-key index scan, whatever its parameters.
     // Left to choose, PostgreSQL plans a page again at every request (a `LIMIT $2` of unknown
-    // size makes its generic plan look costly): a third more of its CPU per page.
+    // size makes its generic plan look costly), a third of its CPU per page.
     let database = config.database.connect_lazy_with(
         "statelab-users",
         &[("plan_cache_mode", "force_generic_plan")],

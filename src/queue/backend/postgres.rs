@@ -523,12 +523,7 @@ impl PgBackend {
     /// Runs until `stop`, waking a worker on every NOTIFY; reconnects with backoff, and the
     /// worker polls meanwhile.
     pub async fn listen(self, wake: Arc<Notify>, stop: CancellationToken) {
-        // PgListener keeps one connection of an sqlx pool for itself: a pool of one, beside
-        // the connections the queries use.
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(self.db.query_timeout())
-            .connect_lazy_with(self.db.pool().connect_options().clone());
+        let pool = self.db.listener_pool();
         while !stop.is_cancelled() {
             let connect = || async {
                 let mut listener = PgListener::connect_with(&pool).await?;
