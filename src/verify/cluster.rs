@@ -8,13 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
-use kube::api::{
-    Api, AttachParams, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams,
-};
-use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 
+use super::kube::{Api, Client, Meta};
 use crate::demo::poll;
 
 /// How long a pod may take to be scheduled, started and ready again (a PostgreSQL restart
@@ -67,11 +63,11 @@ pub struct PodState {
 
 impl Cluster {
     pub async fn connect(namespace: Option<String>) -> Result<Self> {
-        let client = Client::try_default().await.context(
+        let client = Client::from_environment().context(
             "no cluster to talk to: set KUBECONFIG (or ~/.kube/config) to one, \
              e.g. eval \"$(scripts/cluster.sh env)\"",
         )?;
-        let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+        let namespace = namespace.unwrap_or_else(|| client.default_namespace.clone());
         Ok(Self { client, namespace })
     }
 
@@ -84,29 +80,29 @@ impl Cluster {
     }
 
     pub fn pods(&self) -> Api<Pod> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        self.client.namespaced(&self.namespace)
     }
     pub fn statefulsets(&self) -> Api<StatefulSet> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        self.client.namespaced(&self.namespace)
     }
     pub fn deployments(&self) -> Api<Deployment> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        self.client.namespaced(&self.namespace)
     }
     pub fn services(&self) -> Api<Service> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        self.client.namespaced(&self.namespace)
     }
     pub fn claims(&self) -> Api<PersistentVolumeClaim> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        self.client.namespaced(&self.namespace)
     }
     pub fn secrets(&self) -> Api<k8s_openapi::api::core::v1::Secret> {
-        Api::namespaced(self.client.clone(), &self.namespace)
+        self.client.namespaced(&self.namespace)
     }
 
     /// Checks the API answers, so that a wrong kubeconfig is one clear error rather than a
     /// failed check per lab.
     pub async fn check_api(&self) -> Result<()> {
         let version =
-            tokio::time::timeout(Duration::from_secs(15), self.client.apiserver_version());
+            tokio::time::timeout(Duration::from_secs(15), self.client.version());
         match version.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(anyhow!(e)).context("the cluster's API does not answer"),
@@ -115,7 +111,7 @@ impl Cluster {
     }
 
     pub async fn check_namespace(&self) -> Result<()> {
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = self.client.cluster_wide();
         match namespaces.get_opt(&self.namespace).await? {
             Some(_) => Ok(()),
             None => bail!("namespace {:?} does not exist", self.namespace),
@@ -154,21 +150,15 @@ impl Cluster {
     }
 
     async fn proxy(&self, method: &str, uri: &str, body: Option<&Value>) -> Result<Answer> {
-        let mut request = http::Request::builder().method(method).uri(uri);
-        let bytes = match body {
-            Some(value) => {
-                request = request.header("content-type", "application/json");
-                serde_json::to_vec(value)?
-            }
-            None => Vec::new(),
+        let answer = async {
+            let response = self.client.send(method, uri, body).await?;
+            let status = response.status().as_u16();
+            Ok::<_, anyhow::Error>((status, response.bytes().await?))
         };
-        let request = request.body(kube::client::Body::from(bytes))?;
-        let response = tokio::time::timeout(Duration::from_secs(30), self.client.send(request))
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), answer)
             .await
             .with_context(|| format!("{method} {uri}: no answer within 30 s"))?
             .with_context(|| format!("{method} {uri}"))?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect_bytes().await?;
         Ok(Answer {
             status,
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -183,26 +173,12 @@ impl Cluster {
         container: Option<&str>,
         command: &[&str],
     ) -> Result<Output> {
-        let mut params = AttachParams::default().stdout(true).stderr(true);
-        if let Some(container) = container {
-            params = params.container(container);
-        }
         let run = async {
-            let mut process = self
-                .pods()
-                .exec(pod, command.iter().copied(), &params)
+            let (out, err, success) = self
+                .client
+                .exec(&self.namespace, pod, container, command)
                 .await
                 .with_context(|| format!("exec in pod {pod}"))?;
-            let mut stdout = process.stdout().context("no stdout")?;
-            let mut stderr = process.stderr().context("no stderr")?;
-            let status = process.take_status().context("no status")?;
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (read_out, read_err) =
-                tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
-            read_out?;
-            read_err?;
-            let status = status.await;
-            let success = status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success");
             Ok::<_, anyhow::Error>(Output {
                 stdout: String::from_utf8_lossy(&out).into_owned(),
                 stderr: String::from_utf8_lossy(&err).into_owned(),
@@ -218,7 +194,7 @@ impl Cluster {
     /// its output once it has ended, then the pod deleted.
     pub async fn run_pod(&self, name: &str, image: &str, command: &[&str]) -> Result<Output> {
         let pods = self.pods();
-        let _ = pods.delete(name, &DeleteParams::background()).await;
+        let _ = pods.delete(name).await;
         poll::until(Duration::from_secs(60), || async {
             matches!(pods.get_opt(name).await, Ok(None)).then_some(())
         })
@@ -235,7 +211,7 @@ impl Cluster {
                                 "imagePullPolicy": "IfNotPresent"}],
             }
         }))?;
-        pods.create(&PostParams::default(), &pod)
+        pods.create(&pod)
             .await
             .with_context(|| format!("creating pod {name}"))?;
         let phase = poll::until(POD_READY_WITHIN, || async {
@@ -244,11 +220,8 @@ impl Cluster {
             matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
         })
         .await;
-        let logs = pods
-            .logs(name, &LogParams::default())
-            .await
-            .unwrap_or_default();
-        let _ = pods.delete(name, &DeleteParams::background()).await;
+        let logs = pods.logs(name).await.unwrap_or_default();
+        let _ = pods.delete(name).await;
         let phase = phase
             .with_context(|| format!("pod {name} did not finish within {POD_READY_WITHIN:?}"))?;
         Ok(Output {
@@ -264,15 +237,11 @@ impl Cluster {
 
     /// The pods matching a label selector, by name.
     pub async fn pods_matching(&self, selector: &str) -> Result<BTreeMap<String, Pod>> {
-        let list = self
-            .pods()
-            .list(&ListParams::default().labels(selector))
-            .await?;
+        let list = self.pods().list(selector).await?;
         Ok(list
-            .items
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .map(|p| (p.name_any(), p))
+            .map(|p| (p.name(), p))
             .collect())
     }
 
@@ -283,7 +252,7 @@ impl Cluster {
             .await?
             .with_context(|| format!("pod {name} does not exist"))?;
         self.pods()
-            .delete(name, &DeleteParams::default())
+            .delete(name)
             .await
             .with_context(|| format!("deleting pod {name}"))?;
         self.wait_pod_ready(name, Some(&before.uid)).await
@@ -300,9 +269,8 @@ impl Cluster {
     }
 
     pub async fn scale_deployment(&self, name: &str, replicas: i32) -> Result<()> {
-        let patch = json!({"spec": {"replicas": replicas}});
         self.deployments()
-            .patch_scale(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .scale(name, replicas)
             .await
             .with_context(|| format!("scaling deployment {name} to {replicas}"))?;
         self.wait_deployment(name, replicas).await
@@ -313,13 +281,9 @@ impl Cluster {
     pub async fn wait_deployment(&self, name: &str, replicas: i32) -> Result<()> {
         let selector = self.deployment_selector(name).await?;
         poll::until(POD_READY_WITHIN, || async {
-            let all = self
-                .pods()
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .ok()?;
-            let ready = all.items.iter().filter(|p| state_of(p).ready).count() as i32;
-            (all.items.len() as i32 == replicas && ready == replicas).then_some(())
+            let all = self.pods().list(&selector).await.ok()?;
+            let ready = all.iter().filter(|p| state_of(p).ready).count() as i32;
+            (all.len() as i32 == replicas && ready == replicas).then_some(())
         })
         .await
         .with_context(|| {
@@ -378,7 +342,7 @@ pub fn state_of(pod: &Pod) -> PodState {
         .map(|c| c.iter().map(|c| c.restart_count).sum())
         .unwrap_or(0);
     PodState {
-        name: pod.name_any(),
+        name: pod.name(),
         uid: pod.uid().unwrap_or_default(),
         restarts,
         ready,

@@ -3,6 +3,7 @@
 //! Kubernetes API (`cluster.rs`). docs/verify.md says what each check proves.
 
 mod cluster;
+mod kube;
 mod labs;
 mod report;
 

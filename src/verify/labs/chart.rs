@@ -11,13 +11,12 @@ use base64::Engine;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::{Outcome, failed, not_run, run_tag};
 use crate::demo::poll;
 use crate::verify::cluster::{Cluster, POD_READY_WITHIN, state_of};
+use crate::verify::kube::Meta;
 use crate::verify::report::Check;
 
 /// The chart's release: its name and its StatefulSet.
@@ -30,10 +29,9 @@ pub struct Release {
 pub async fn release(cluster: &Cluster) -> Result<Release> {
     let sets = cluster
         .statefulsets()
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=Helm"))
+        .list("app.kubernetes.io/managed-by=Helm")
         .await?;
     let set = sets
-        .items
         .into_iter()
         .find(|s| {
             s.labels()
@@ -71,7 +69,7 @@ pub async fn verify(cluster: &Cluster) -> Vec<Check> {
             ];
         }
     };
-    let set_name = release.set.name_any();
+    let set_name = release.set.name();
     let ready = ready(cluster, &set_name).await;
     let tested = helm_test(cluster, &release.name).await;
     let ordered = start_order(cluster, &set_name).await;
@@ -118,11 +116,10 @@ async fn ready(cluster: &Cluster, name: &str) -> Outcome {
 async fn helm_test(cluster: &Cluster, release: &str) -> Outcome {
     let secrets = cluster
         .secrets()
-        .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
+        .list(&format!("owner=helm,name={release}"))
         .await
         .map_err(|e| e.to_string())?;
     let latest = secrets
-        .items
         .into_iter()
         .max_by_key(|s| {
             s.labels()
@@ -196,7 +193,7 @@ async fn pods_of(cluster: &Cluster, set: &str) -> Result<Vec<Pod>> {
         .await?
         .into_values()
         .collect();
-    pods.sort_by_key(|p| ordinal(&p.name_any()));
+    pods.sort_by_key(|p| ordinal(&p.name()));
     Ok(pods)
 }
 
@@ -245,10 +242,7 @@ async fn start_order(cluster: &Cluster, set: &str) -> Outcome {
     let selector = cluster.statefulset_selector(set).await.map_err(failed)?;
     cluster
         .pods()
-        .delete_collection(
-            &DeleteParams::default(),
-            &ListParams::default().labels(&selector),
-        )
+        .delete_matching(&selector)
         .await
         .map_err(|e| e.to_string())?;
     let pods = wait_all_ready(cluster, set, replicas, &old)
@@ -264,9 +258,9 @@ async fn start_order(cluster: &Cluster, set: &str) -> Outcome {
         let gap = (next_created.0 - prev_ready.0).as_seconds_f64().abs();
         seen.push(format!(
             "{} created {gap:.0} s {} {} was ready",
-            next.name_any(),
+            next.name(),
             if waited { "after" } else { "before" },
-            prev.name_any()
+            prev.name()
         ));
         let expected = policy != "Parallel";
         if waited != expected {
@@ -341,7 +335,7 @@ async fn canary(cluster: &Cluster, set: &str) -> Outcome {
         "template": {"metadata": {"annotations": {"statelab.dev/verify-canary": tag}}}
     }});
     let generation = sets
-        .patch(set, &PatchParams::default(), &Patch::Merge(&patch))
+        .merge_patch(set, &patch)
         .await
         .map_err(|e| e.to_string())?
         .metadata
@@ -367,7 +361,7 @@ async fn canary(cluster: &Cluster, set: &str) -> Outcome {
         "template": {"metadata": {"annotations": {"statelab.dev/verify-canary": null}}}
     }});
     let restored = sets
-        .patch(set, &PatchParams::default(), &Patch::Merge(&restore))
+        .merge_patch(set, &restore)
         .await;
     let (update, after) = outcome.ok_or_else(|| {
         format!("ordinals >= {partition} not on the new revision within {POD_READY_WITHIN:?}")
@@ -421,13 +415,7 @@ async fn retention(cluster: &Cluster, set: &str) -> Outcome {
     let scale = |n: i32| {
         let sets = sets.clone();
         async move {
-            sets.patch_scale(
-                set,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": {"replicas": n}})),
-            )
-            .await
-            .map_err(|e| e.to_string())
+            sets.scale(set, n).await.map_err(|e| e.to_string())
         }
     };
     scale(replicas - 1).await?;

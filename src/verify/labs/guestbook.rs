@@ -189,7 +189,7 @@ async fn replicas(cluster: &Cluster, deployment: &str) -> Result<i32, String> {
         .deployments()
         .get(deployment)
         .await
-        .map_err(|e| failed(e.into()))?;
+        .map_err(failed)?;
     Ok(d.spec.and_then(|s| s.replicas).unwrap_or(1))
 }
 

@@ -133,9 +133,9 @@ async fn delete_mid_run(cluster: &Cluster, backend: &str) -> Outcome {
     }
     cluster
         .pods()
-        .delete(&worker, &Default::default())
+        .delete(&worker)
         .await
-        .map_err(|e| failed(e.into()))?;
+        .map_err(failed)?;
     let backend_pod = format!("{backend}-0");
     cluster
         .delete_pod_and_wait(&backend_pod)
