@@ -101,8 +101,7 @@ impl Cluster {
     /// Checks the API answers, so that a wrong kubeconfig is one clear error rather than a
     /// failed check per lab.
     pub async fn check_api(&self) -> Result<()> {
-        let version =
-            tokio::time::timeout(Duration::from_secs(15), self.client.version());
+        let version = tokio::time::timeout(Duration::from_secs(15), self.client.version());
         match version.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(anyhow!(e)).context("the cluster's API does not answer"),

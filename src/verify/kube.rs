@@ -140,7 +140,12 @@ impl Client {
 
     /// The API server's version, as `GET /version` answers it.
     pub async fn version(&self) -> Result<Value> {
-        decode(self.request(reqwest::Method::GET, "/version").send().await?).await
+        decode(
+            self.request(reqwest::Method::GET, "/version")
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// Runs `command` in a pod's container as `kubectl exec` does; stdout, stderr and whether it
@@ -349,13 +354,19 @@ impl<K: Resource> Api<K> {
     }
 
     fn call(&self, method: reqwest::Method, suffix: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, &format!("{}{suffix}", self.base))
+        self.client
+            .request(method, &format!("{}{suffix}", self.base))
     }
 }
 
 impl<K: Resource + DeserializeOwned + serde::Serialize> Api<K> {
     pub async fn get(&self, name: &str) -> Result<K> {
-        decode(self.call(reqwest::Method::GET, &format!("/{name}")).send().await?).await
+        decode(
+            self.call(reqwest::Method::GET, &format!("/{name}"))
+                .send()
+                .await?,
+        )
+        .await
     }
 
     /// The object, or None when there is none of that name.
@@ -389,7 +400,9 @@ impl<K: Resource + DeserializeOwned + serde::Serialize> Api<K> {
     /// A merge patch of the `scale` subresource (Deployments, StatefulSets).
     pub async fn scale(&self, name: &str, replicas: i32) -> Result<()> {
         let patch = serde_json::json!({"spec": {"replicas": replicas}});
-        let response = self.merge_patch_at(&format!("/{name}/scale"), &patch).await?;
+        let response = self
+            .merge_patch_at(&format!("/{name}/scale"), &patch)
+            .await?;
         decode::<Value>(response).await.map(drop)
     }
 
@@ -446,7 +459,13 @@ async fn api_error(response: reqwest::Response) -> ApiError {
     let message = serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|s| s["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| body.chars().take(200).collect::<String>().trim().to_string());
+        .unwrap_or_else(|| {
+            body.chars()
+                .take(200)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        });
     ApiError { status, message }
 }
 
@@ -635,7 +654,8 @@ impl Kubeconfig {
             );
         }
         if let (Some(name), Some(password)) = (&user.username, &user.password) {
-            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{name}:{password}"));
             let mut headers = reqwest::header::HeaderMap::new();
             headers.insert(
                 reqwest::header::AUTHORIZATION,

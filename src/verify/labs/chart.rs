@@ -360,9 +360,7 @@ async fn canary(cluster: &Cluster, set: &str) -> Outcome {
         "updateStrategy": {"rollingUpdate": {"partition": original_partition}},
         "template": {"metadata": {"annotations": {"statelab.dev/verify-canary": null}}}
     }});
-    let restored = sets
-        .merge_patch(set, &restore)
-        .await;
+    let restored = sets.merge_patch(set, &restore).await;
     let (update, after) = outcome.ok_or_else(|| {
         format!("ordinals >= {partition} not on the new revision within {POD_READY_WITHIN:?}")
     })?;
@@ -414,9 +412,7 @@ async fn retention(cluster: &Cluster, set: &str) -> Outcome {
         .uid();
     let scale = |n: i32| {
         let sets = sets.clone();
-        async move {
-            sets.scale(set, n).await.map_err(|e| e.to_string())
-        }
+        async move { sets.scale(set, n).await.map_err(|e| e.to_string()) }
     };
     scale(replicas - 1).await?;
     let gone = poll::until(POD_READY_WITHIN, || async {

@@ -131,11 +131,7 @@ async fn delete_mid_run(cluster: &Cluster, backend: &str) -> Outcome {
     if before == 0 {
         return Err("every task had finished before the deletions: nothing was tested".into());
     }
-    cluster
-        .pods()
-        .delete(&worker)
-        .await
-        .map_err(failed)?;
+    cluster.pods().delete(&worker).await.map_err(failed)?;
     let backend_pod = format!("{backend}-0");
     cluster
         .delete_pod_and_wait(&backend_pod)
