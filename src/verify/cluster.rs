@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use serde_json::{Value, json};
 
 use super::kube::{Api, Client, Meta};
+use super::objects::{
+    Deployment, Namespace, PersistentVolumeClaim, Pod, Secret, Service, StatefulSet,
+};
 use crate::demo::poll;
 
 /// How long a pod may take to be scheduled, started and ready again (a PostgreSQL restart
@@ -80,22 +81,22 @@ impl Cluster {
     }
 
     pub fn pods(&self) -> Api<Pod> {
-        self.client.namespaced(&self.namespace)
+        self.client.api(&self.namespace)
     }
     pub fn statefulsets(&self) -> Api<StatefulSet> {
-        self.client.namespaced(&self.namespace)
+        self.client.api(&self.namespace)
     }
     pub fn deployments(&self) -> Api<Deployment> {
-        self.client.namespaced(&self.namespace)
+        self.client.api(&self.namespace)
     }
     pub fn services(&self) -> Api<Service> {
-        self.client.namespaced(&self.namespace)
+        self.client.api(&self.namespace)
     }
     pub fn claims(&self) -> Api<PersistentVolumeClaim> {
-        self.client.namespaced(&self.namespace)
+        self.client.api(&self.namespace)
     }
-    pub fn secrets(&self) -> Api<k8s_openapi::api::core::v1::Secret> {
-        self.client.namespaced(&self.namespace)
+    pub fn secrets(&self) -> Api<Secret> {
+        self.client.api(&self.namespace)
     }
 
     /// Checks the API answers, so that a wrong kubeconfig is one clear error rather than a
@@ -110,7 +111,7 @@ impl Cluster {
     }
 
     pub async fn check_namespace(&self) -> Result<()> {
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = self.client.cluster_wide();
+        let namespaces: Api<Namespace> = self.client.api("");
         match namespaces.get_opt(&self.namespace).await? {
             Some(_) => Ok(()),
             None => bail!("namespace {:?} does not exist", self.namespace),
@@ -199,7 +200,7 @@ impl Cluster {
         })
         .await
         .with_context(|| format!("an earlier pod {name} is still there"))?;
-        let pod: Pod = serde_json::from_value(json!({
+        let pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "statelab-verify"}},
@@ -209,7 +210,7 @@ impl Cluster {
                 "containers": [{"name": name, "image": image, "args": command,
                                 "imagePullPolicy": "IfNotPresent"}],
             }
-        }))?;
+        });
         pods.create(&pod)
             .await
             .with_context(|| format!("creating pod {name}"))?;

@@ -1,6 +1,6 @@
 //! The little of the Kubernetes API that `statelab verify` needs, on the HTTP client the rest of
 //! statelab already uses (reqwest + rustls): the kubeconfig (or the pod's service account),
-//! typed get/list/create/patch/delete of k8s-openapi objects, raw requests for the API
+//! get/list/create/patch/delete of the objects in `objects.rs`, raw requests for the API
 //! server's proxy and pod logs, and `exec` over a WebSocket (`v4.channel.k8s.io`).
 
 use std::collections::BTreeMap;
@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope, Resource};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::objects::Kind;
 
 /// A connection to one cluster's API server, with the credentials of the kubeconfig's user.
 #[derive(Clone)]
@@ -97,20 +97,18 @@ impl Client {
         })
     }
 
-    /// The typed objects of one kind in one namespace.
-    pub fn namespaced<K>(&self, namespace: &str) -> Api<K>
-    where
-        K: Resource<Scope = NamespaceResourceScope>,
-    {
-        Api::new(self.clone(), Some(namespace))
-    }
-
-    /// The typed objects of a kind that has no namespace (Namespace, Node, ...).
-    pub fn cluster_wide<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = ClusterResourceScope>,
-    {
-        Api::new(self.clone(), None)
+    /// The objects of one kind in a namespace (ignored for cluster-wide kinds).
+    pub fn api<K: Kind>(&self, namespace: &str) -> Api<K> {
+        let base = if K::NAMESPACED {
+            format!("/{}/namespaces/{namespace}/{}", K::API, K::PLURAL)
+        } else {
+            format!("/{}/{}", K::API, K::PLURAL)
+        };
+        Api {
+            client: self.clone(),
+            base,
+            kind: PhantomData,
+        }
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -312,14 +310,14 @@ impl<K> Clone for Api<K> {
     }
 }
 
-/// `metadata` of any k8s-openapi object, for the names, UIDs and labels the checks compare.
+/// `metadata` of any object, for the names, UIDs and labels the checks compare.
 pub trait Meta {
     fn name(&self) -> String;
     fn uid(&self) -> Option<String>;
     fn labels(&self) -> BTreeMap<String, String>;
 }
 
-impl<K: k8s_openapi::Metadata<Ty = ObjectMeta>> Meta for K {
+impl<K: Kind> Meta for K {
     fn name(&self) -> String {
         self.metadata().name.clone().unwrap_or_default()
     }
@@ -336,30 +334,11 @@ struct List<K> {
     items: Vec<K>,
 }
 
-impl<K: Resource> Api<K> {
-    fn new(client: Client, namespace: Option<&str>) -> Self {
-        let group = match K::GROUP {
-            "" => format!("/api/{}", K::VERSION),
-            group => format!("/apis/{group}/{}", K::VERSION),
-        };
-        let base = match namespace {
-            Some(ns) => format!("{group}/namespaces/{ns}/{}", K::URL_PATH_SEGMENT),
-            None => format!("{group}/{}", K::URL_PATH_SEGMENT),
-        };
-        Self {
-            client,
-            base,
-            kind: PhantomData,
-        }
-    }
-
+impl<K: Kind> Api<K> {
     fn call(&self, method: reqwest::Method, suffix: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, &format!("{}{suffix}", self.base))
     }
-}
-
-impl<K: Resource + DeserializeOwned + serde::Serialize> Api<K> {
     pub async fn get(&self, name: &str) -> Result<K> {
         decode(
             self.call(reqwest::Method::GET, &format!("/{name}"))
@@ -387,7 +366,8 @@ impl<K: Resource + DeserializeOwned + serde::Serialize> Api<K> {
         Ok(list.items)
     }
 
-    pub async fn create(&self, object: &K) -> Result<K> {
+    /// Creates an object from its manifest.
+    pub async fn create(&self, object: &Value) -> Result<K> {
         let request = self.call(reqwest::Method::POST, "").json(object);
         decode(request.send().await?).await
     }

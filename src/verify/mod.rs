@@ -5,6 +5,7 @@
 mod cluster;
 mod kube;
 mod labs;
+mod objects;
 mod report;
 
 use std::path::PathBuf;

@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use base64::Engine;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use super::{Outcome, failed, not_run, run_tag};
 use crate::demo::poll;
 use crate::verify::cluster::{Cluster, POD_READY_WITHIN, state_of};
 use crate::verify::kube::Meta;
+use crate::verify::objects::{Pod, Secret, StatefulSet, StatefulSetSpec, Time};
 use crate::verify::report::Check;
 
 /// The chart's release: its name and its StatefulSet.
@@ -162,15 +160,18 @@ async fn helm_test(cluster: &Cluster, release: &str) -> Outcome {
     Ok(results.join("; "))
 }
 
-fn decode_release(secret: &k8s_openapi::api::core::v1::Secret) -> Result<Value> {
+fn decode_release(secret: &Secret) -> Result<Value> {
     let data = secret
         .data
         .as_ref()
         .and_then(|d| d.get("release"))
         .context("the release Secret has no data.release")?;
-    let gzipped = base64::engine::general_purpose::STANDARD
-        .decode(&data.0)
-        .context("data.release is not base64")?;
+    // Base64 twice: the API's encoding of Secret data, around Helm's own.
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let helm = base64.decode(data).context("data.release is not base64")?;
+    let gzipped = base64
+        .decode(&helm)
+        .context("data.release is not Helm's base64")?;
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(&gzipped[..])
         .read_to_end(&mut json)
