@@ -85,7 +85,7 @@ impl Client {
         };
         let token = String::from_utf8(read("token")?)?.trim().to_string();
         let namespace = String::from_utf8(read("namespace")?)?.trim().to_string();
-        let http = reqwest::Client::builder()
+        let http = http_builder()
             .tls_built_in_root_certs(false)
             .add_root_certificate(reqwest::Certificate::from_pem(&read("ca.crt")?)?)
             .build()?;
@@ -183,6 +183,14 @@ impl Client {
         let stream = response.upgrade().await?;
         exec_channels(stream).await
     }
+}
+
+/// An API server that accepts connections but never answers must not hang a check: every
+/// read waits at most longer than the longest exec (60 s).
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(90))
 }
 
 /// kubectl's exec protocol: every binary message starts with its channel (1 stdout, 2 stderr,
@@ -601,7 +609,7 @@ impl Kubeconfig {
             .and_then(|u| u.value)
             .unwrap_or_default();
 
-        let mut http = reqwest::Client::builder();
+        let mut http = http_builder();
         if cluster.insecure_skip_tls_verify {
             http = http.danger_accept_invalid_certs(true);
         } else if let Some(ca) = pem(
