@@ -42,7 +42,43 @@ fn a_cluster_that_does_not_answer_is_a_clear_error_with_status_2() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config");
+    let path = kubeconfig(dir.path(), port);
+    let (code, stdout, stderr) = verify(&path, &["users", "--json"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("the cluster's API does not answer"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_cluster_that_accepts_but_never_answers_is_a_clear_error_with_status_2() {
+    // An API server frozen after accepting the connection: the check must give up, not hang.
+    let frozen = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = frozen.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let (connection, _) = frozen.accept().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(connection);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = kubeconfig(dir.path(), port);
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = verify(&path, &["users"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("the cluster's API does not answer within 15 s"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(29));
+    drop(held);
+}
+
+/// A kubeconfig whose only cluster is http://127.0.0.1:PORT, with an empty user.
+fn kubeconfig(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("config");
     let mut file = std::fs::File::create(&path).unwrap();
     write!(
         file,
@@ -51,11 +87,5 @@ fn a_cluster_that_does_not_answer_is_a_clear_error_with_status_2() {
          current-context: c\nusers:\n- name: u\n  user: {{}}\n"
     )
     .unwrap();
-    let (code, stdout, stderr) = verify(&path, &["users", "--json"]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("the cluster's API does not answer"),
-        "{stderr}"
-    );
+    path
 }
