@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
-use super::kube::{Api, Client, Meta};
+use super::kube::{Api, Client};
 use super::objects::{
-    Deployment, Namespace, PersistentVolumeClaim, Pod, Secret, Service, StatefulSet,
+    Deployment, Meta, Namespace, PersistentVolumeClaim, Pod, Secret, Service, StatefulSet,
 };
 use crate::demo::poll;
 

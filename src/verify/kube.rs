@@ -3,11 +3,10 @@
 //! get/list/create/patch/delete of the objects in `objects.rs`, raw requests for the API
 //! server's proxy and pod logs, and `exec` over a WebSocket (`v4.channel.k8s.io`).
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use base64::Engine;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -318,25 +317,6 @@ impl<K> Clone for Api<K> {
     }
 }
 
-/// `metadata` of any object, for the names, UIDs and labels the checks compare.
-pub trait Meta {
-    fn name(&self) -> String;
-    fn uid(&self) -> Option<String>;
-    fn labels(&self) -> BTreeMap<String, String>;
-}
-
-impl<K: Kind> Meta for K {
-    fn name(&self) -> String {
-        self.metadata().name.clone().unwrap_or_default()
-    }
-    fn uid(&self) -> Option<String> {
-        self.metadata().uid.clone()
-    }
-    fn labels(&self) -> BTreeMap<String, String> {
-        self.metadata().labels.clone().unwrap_or_default()
-    }
-}
-
 #[derive(Deserialize)]
 struct List<K> {
     items: Vec<K>,
@@ -347,6 +327,7 @@ impl<K: Kind> Api<K> {
         self.client
             .request(method, &format!("{}{suffix}", self.base))
     }
+
     pub async fn get(&self, name: &str) -> Result<K> {
         decode(
             self.call(reqwest::Method::GET, &format!("/{name}"))
@@ -391,7 +372,7 @@ impl<K: Kind> Api<K> {
         let response = self
             .merge_patch_at(&format!("/{name}/scale"), &patch)
             .await?;
-        decode::<Value>(response).await.map(drop)
+        success(response).await.map(drop)
     }
 
     async fn merge_patch_at(&self, suffix: &str, patch: &Value) -> Result<reqwest::Response> {
@@ -407,7 +388,7 @@ impl<K: Kind> Api<K> {
         let request = self
             .call(reqwest::Method::DELETE, &format!("/{name}"))
             .json(&serde_json::json!({"propagationPolicy": "Background"}));
-        decode::<Value>(request.send().await?).await.map(drop)
+        success(request.send().await?).await.map(drop)
     }
 
     /// Deletes every object whose labels match the selector.
@@ -416,7 +397,7 @@ impl<K: Kind> Api<K> {
             .call(reqwest::Method::DELETE, "")
             .query(&[("labelSelector", selector)])
             .json(&serde_json::json!({"propagationPolicy": "Background"}));
-        decode::<Value>(request.send().await?).await.map(drop)
+        success(request.send().await?).await.map(drop)
     }
 
     /// A pod's log (`kubectl logs`); only meaningful for pods.
@@ -425,18 +406,21 @@ impl<K: Kind> Api<K> {
             .call(reqwest::Method::GET, &format!("/{name}/log"))
             .send()
             .await?;
-        if !response.status().is_success() {
-            return Err(api_error(response).await.into());
-        }
-        Ok(response.text().await?)
+        Ok(success(response).await?.text().await?)
+    }
+}
+
+/// The response when it is a success; the API server's error otherwise.
+async fn success(response: reqwest::Response) -> Result<reqwest::Response> {
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(api_error(response).await.into())
     }
 }
 
 async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T> {
-    if !response.status().is_success() {
-        return Err(api_error(response).await.into());
-    }
-    let bytes = response.bytes().await?;
+    let bytes = success(response).await?.bytes().await?;
     serde_json::from_slice(&bytes).context("the API server's answer is not the expected JSON")
 }
 
@@ -556,9 +540,7 @@ impl Kubeconfig {
             if let Some(cluster) = entry.value.as_mut() {
                 absolute(&mut cluster.certificate_authority);
             }
-            if !self.clusters.iter().any(|c| c.name == entry.name) {
-                self.clusters.push(entry);
-            }
+            add_unless_named(&mut self.clusters, entry);
         }
         for mut entry in other.users {
             if let Some(user) = entry.value.as_mut() {
@@ -566,14 +548,10 @@ impl Kubeconfig {
                 absolute(&mut user.client_key);
                 absolute(&mut user.token_file);
             }
-            if !self.users.iter().any(|u| u.name == entry.name) {
-                self.users.push(entry);
-            }
+            add_unless_named(&mut self.users, entry);
         }
         for entry in other.contexts {
-            if !self.contexts.iter().any(|c| c.name == entry.name) {
-                self.contexts.push(entry);
-            }
+            add_unless_named(&mut self.contexts, entry);
         }
     }
 
@@ -581,33 +559,11 @@ impl Kubeconfig {
         let current = self
             .current_context
             .context("the kubeconfig has no current-context")?;
-        let find = |name: &str, kind: &str, found: bool| {
-            if found {
-                Ok(())
-            } else {
-                Err(anyhow!("the kubeconfig has no {kind} {name:?}"))
-            }
-        };
-        let context = self
-            .contexts
-            .into_iter()
-            .find(|c| c.name == current)
-            .and_then(|c| c.value);
-        find(&current, "context", context.is_some())?;
-        let context = context.unwrap_or_default();
-        let cluster = self
-            .clusters
-            .into_iter()
-            .find(|c| c.name == context.cluster)
-            .and_then(|c| c.value);
-        find(&context.cluster, "cluster", cluster.is_some())?;
-        let cluster = cluster.unwrap_or_default();
-        let user = self
-            .users
-            .into_iter()
-            .find(|u| u.name == context.user)
-            .and_then(|u| u.value)
-            .unwrap_or_default();
+        let context = named(self.contexts, &current)
+            .with_context(|| format!("the kubeconfig has no context {current:?}"))?;
+        let cluster = named(self.clusters, &context.cluster)
+            .with_context(|| format!("the kubeconfig has no cluster {:?}", context.cluster))?;
+        let user = named(self.users, &context.user).unwrap_or_default();
 
         let mut http = http_builder();
         if cluster.insecure_skip_tls_verify {
@@ -658,6 +614,18 @@ impl Kubeconfig {
             default_namespace: context.namespace.unwrap_or_else(|| "default".into()),
         })
     }
+}
+
+/// The first file to name an entry wins, as with kubectl.
+fn add_unless_named<T>(entries: &mut Vec<Named<T>>, entry: Named<T>) {
+    if !entries.iter().any(|e| e.name == entry.name) {
+        entries.push(entry);
+    }
+}
+
+/// The value of the entry called `name`.
+fn named<T>(entries: Vec<Named<T>>, name: &str) -> Option<T> {
+    entries.into_iter().find(|e| e.name == name)?.value
 }
 
 /// PEM text from a kubeconfig's `…-data` (base64) or its file.

@@ -39,6 +39,25 @@ kind!(Namespace, "api/v1", "namespaces", namespaced = false);
 kind!(Deployment, "apis/apps/v1", "deployments");
 kind!(StatefulSet, "apis/apps/v1", "statefulsets");
 
+/// `metadata` of any object, for the names, UIDs and labels the checks compare.
+pub trait Meta {
+    fn name(&self) -> String;
+    fn uid(&self) -> Option<String>;
+    fn labels(&self) -> BTreeMap<String, String>;
+}
+
+impl<K: Kind> Meta for K {
+    fn name(&self) -> String {
+        self.metadata().name.clone().unwrap_or_default()
+    }
+    fn uid(&self) -> Option<String> {
+        self.metadata().uid.clone()
+    }
+    fn labels(&self) -> BTreeMap<String, String> {
+        self.metadata().labels.clone().unwrap_or_default()
+    }
+}
+
 /// An RFC 3339 instant, as the API writes `creationTimestamp` and the like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub struct Time(#[serde(with = "time::serde::rfc3339")] pub time::OffsetDateTime);

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::{Outcome, failed, not_run, run_tag};
 use crate::demo::poll;
 use crate::verify::cluster::{Cluster, POD_READY_WITHIN, state_of};
-use crate::verify::kube::Meta;
-use crate::verify::objects::{Pod, Secret, StatefulSet, StatefulSetSpec, Time};
+
+use crate::verify::objects::{Meta, Pod, Secret, StatefulSet, StatefulSetSpec, Time};
 use crate::verify::report::Check;
 
 /// The chart's release: its name and its StatefulSet.
