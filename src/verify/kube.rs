@@ -128,21 +128,14 @@ impl Client {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut request = self.request(method, path);
         if let Some(body) = json {
-            request = request
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(body)?);
+            request = request.json(body);
         }
         Ok(request.send().await?)
     }
 
     /// The API server's version, as `GET /version` answers it.
     pub async fn version(&self) -> Result<Value> {
-        decode(
-            self.request(reqwest::Method::GET, "/version")
-                .send()
-                .await?,
-        )
-        .await
+        decode(self.send("GET", "/version", None).await?).await
     }
 
     /// Runs `command` in a pod's container as `kubectl exec` does; stdout, stderr and whether it

@@ -26,12 +26,9 @@ fn verify(kubeconfig: &std::path::Path, args: &[&str]) -> (Option<i32>, String, 
 #[test]
 fn no_kubeconfig_is_a_clear_error_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, stdout, stderr) = verify(&dir.path().join("missing"), &["counter"]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("statelab verify: no cluster to talk to"),
-        "{stderr}"
+    refused_with_status_2(
+        verify(&dir.path().join("missing"), &["counter"]),
+        "statelab verify: no cluster to talk to",
     );
 }
 
@@ -43,12 +40,9 @@ fn a_cluster_that_does_not_answer_is_a_clear_error_with_status_2() {
     drop(closed);
     let dir = tempfile::tempdir().unwrap();
     let path = kubeconfig(dir.path(), port);
-    let (code, stdout, stderr) = verify(&path, &["users", "--json"]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("the cluster's API does not answer"),
-        "{stderr}"
+    refused_with_status_2(
+        verify(&path, &["users", "--json"]),
+        "the cluster's API does not answer",
     );
 }
 
@@ -65,15 +59,19 @@ fn a_cluster_that_accepts_but_never_answers_is_a_clear_error_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = kubeconfig(dir.path(), port);
     let started = std::time::Instant::now();
-    let (code, stdout, stderr) = verify(&path, &["users"]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(stdout.is_empty(), "{stdout}");
-    assert!(
-        stderr.contains("the cluster's API does not answer within 15 s"),
-        "{stderr}"
+    refused_with_status_2(
+        verify(&path, &["users"]),
+        "the cluster's API does not answer within 15 s",
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(29));
     drop(held);
+}
+
+/// Exit status 2, nothing on stdout (no score), and `reason` on stderr.
+fn refused_with_status_2((code, stdout, stderr): (Option<i32>, String, String), reason: &str) {
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains(reason), "{stderr}");
 }
 
 /// A kubeconfig whose only cluster is http://127.0.0.1:PORT, with an empty user.

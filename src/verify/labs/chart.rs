@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::{Outcome, failed, not_run, run_tag};
 use crate::demo::poll;
 use crate::verify::cluster::{Cluster, POD_READY_WITHIN, state_of};
-
 use crate::verify::objects::{Meta, Pod, Secret, StatefulSet, StatefulSetSpec, Time};
 use crate::verify::report::Check;
 
